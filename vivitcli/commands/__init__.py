@@ -1,0 +1,1 @@
+"""One module per subcommand. Each defines `command`; heavy imports stay inside it."""

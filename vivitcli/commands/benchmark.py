@@ -1,0 +1,10 @@
+"""Placeholder: replaced by the helper that owns this command."""
+
+from __future__ import annotations
+
+from vivitcli.errors import VivitError
+
+
+def command() -> None:
+    """Not built yet."""
+    raise VivitError("'benchmark' is not built yet")

@@ -1,0 +1,47 @@
+"""Error types the CLI turns into one-line messages and exit codes.
+
+No third-party imports here: every layer may import this module, and `vivit --help` must stay light.
+"""
+
+from __future__ import annotations
+
+
+class VivitError(Exception):
+    """A user-facing error: one line that says what went wrong, plus a hint on what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(VivitError):
+    """Options that contradict each other or values the CLI parser could not catch."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(VivitError):
+    """A model name, alias or path that resolves to nothing loadable."""
+
+
+class CheckpointError(VivitError):
+    """A checkpoint that exists but does not fit: wrong files, keys or shapes, unsafe pickle."""
+
+
+class VideoError(VivitError):
+    """A video that cannot be opened, probed or decoded. Always names the file."""
+
+    def __init__(self, path, message: str, hint: str | None = None):
+        super().__init__(f"{path}: {message}", hint)
+        self.path = str(path)
+        self.reason = message
+
+
+class ConvertError(VivitError):
+    """A checkpoint conversion that cannot proceed or failed verification."""

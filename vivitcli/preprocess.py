@@ -1,0 +1,140 @@
+"""Frame preprocessing as the Hugging Face image processors do it: resize → center crop → rescale → normalize.
+
+Configured from a checkpoint's preprocessor_config.json (every field of VivitImageProcessor and
+VideoMAEImageProcessor), or from the architecture's documented defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Defaults of the HF processors when preprocessor_config.json is absent.
+ARCH_DEFAULTS = {
+    "vivit": dict(
+        size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
+        rescale_factor=1 / 127.5, offset=True, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
+    ),
+    "videomae": dict(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+        # The class defaults are IMAGENET_STANDARD (0.5); MCG-NJU checkpoints ship ImageNet mean/std in their config.
+        rescale_factor=1 / 255, offset=False, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
+    ),
+}
+
+
+def _size_dict(value, default_to_square: bool) -> dict:
+    """HF's get_size_dict: an int means a square (crop) or a shortest edge (resize)."""
+    if isinstance(value, int):
+        return {"height": value, "width": value} if default_to_square else {"shortest_edge": value}
+    if isinstance(value, (list, tuple)):
+        return {"height": int(value[0]), "width": int(value[1])}
+    return dict(value)
+
+
+@dataclass
+class Preprocessor:
+    do_resize: bool = True
+    size: dict = field(default_factory=lambda: {"shortest_edge": 224})
+    resample: int = 2  # PIL.Image.BILINEAR
+    do_center_crop: bool = True
+    crop_size: dict = field(default_factory=lambda: {"height": 224, "width": 224})
+    do_rescale: bool = True
+    rescale_factor: float = 1 / 255
+    offset: bool = False
+    do_normalize: bool = True
+    image_mean: tuple = IMAGENET_MEAN
+    image_std: tuple = IMAGENET_STD
+
+    @classmethod
+    def from_config(cls, config: dict | None, model_type: str = "videomae") -> "Preprocessor":
+        """Build from a preprocessor_config.json dict; missing fields take `model_type`'s processor defaults."""
+        values = dict(ARCH_DEFAULTS.get(model_type, {}))
+        known = cls.__dataclass_fields__
+        values.update({k: v for k, v in (config or {}).items() if k in known})
+        values["size"] = _size_dict(values.get("size", {"shortest_edge": 224}), default_to_square=False)
+        values["crop_size"] = _size_dict(values.get("crop_size", 224), default_to_square=True)
+        values["image_mean"] = tuple(np.broadcast_to(values.get("image_mean", IMAGENET_MEAN), 3).tolist())
+        values["image_std"] = tuple(np.broadcast_to(values.get("image_std", IMAGENET_STD), 3).tolist())
+        return cls(**values)
+
+    def to_config(self) -> dict:
+        """The preprocessor_config.json form (what `vivit convert` writes)."""
+        return {
+            "do_resize": self.do_resize, "size": dict(self.size), "resample": self.resample,
+            "do_center_crop": self.do_center_crop, "crop_size": dict(self.crop_size),
+            "do_rescale": self.do_rescale, "rescale_factor": self.rescale_factor, "offset": self.offset,
+            "do_normalize": self.do_normalize, "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+        }
+
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        """(height, width) of a preprocessed frame, or None when it depends on the input."""
+        if self.do_center_crop:
+            return self.crop_size["height"], self.crop_size["width"]
+        if self.do_resize and "height" in self.size:
+            return self.size["height"], self.size["width"]
+        return None
+
+    def resize_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) after the resize step, as HF's get_resize_output_image_size computes it."""
+        if not self.do_resize:
+            return height, width
+        if "shortest_edge" in self.size:
+            short, long = (height, width) if height <= width else (width, height)
+            s = self.size["shortest_edge"]
+            new_long = int(s * long / short)
+            return (s, new_long) if height <= width else (new_long, s)
+        return self.size["height"], self.size["width"]
+
+    def resize_frame(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) → uint8 (h, w, 3) with PIL, as the HF processors resize."""
+        h, w = self.resize_shape(*frame.shape[:2])
+        if (h, w) == frame.shape[:2]:
+            return frame
+        return np.asarray(Image.fromarray(frame).resize((w, h), resample=self.resample))
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """Center crop (..., H, W, C) at ((H-c)//2, (W-c)//2), zero-padding sides that are too small."""
+        if not self.do_center_crop:
+            return frames
+        ch, cw = self.crop_size["height"], self.crop_size["width"]
+        h, w = frames.shape[-3:-1]
+        if h >= ch and w >= cw:
+            top, left = (h - ch) // 2, (w - cw) // 2
+            return frames[..., top : top + ch, left : left + cw, :]
+        # HF pads to at least the crop size, centred, then crops.
+        ph, pw = max(h, ch), max(w, cw)
+        padded = np.zeros(frames.shape[:-3] + (ph, pw, frames.shape[-1]), dtype=frames.dtype)
+        top, left = (ph - h) // 2, (pw - w) // 2
+        padded[..., top : top + h, left : left + w, :] = frames
+        top, left = (ph - ch) // 2, (pw - cw) // 2
+        return padded[..., top : top + ch, left : left + cw, :]
+
+    def normalize(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (T, H, W, 3) → float32 (T, 3, H, W): rescale (with offset) then normalize."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32)
+        if self.do_rescale:
+            x = x * self.rescale_factor
+            if self.offset:
+                x = x - 1
+        if self.do_normalize:
+            mean = torch.tensor(self.image_mean, dtype=torch.float32)
+            std = torch.tensor(self.image_std, dtype=torch.float32)
+            x = (x - mean) / std
+        return x.permute(0, 3, 1, 2).contiguous()
+
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 RGB (T, H, W, 3) → float32 (T, 3, S, S)."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        resized = np.stack([self.resize_frame(f) for f in frames])
+        return self.normalize(self.crop(resized))
