@@ -1,0 +1,124 @@
+"""read_clip: sample, decode and preprocess one video in a single pass, as a model wants it.
+
+Each decoded frame is resized and cropped (uint8, the HF processors' PIL path) as soon as it leaves the
+decoder, so only model-sized frames are ever held; rescale and normalize run once on the stacked clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vivitcli.errors import VideoError
+from vivitcli.preprocess import Preprocessor
+from vivitcli.video.decode import decode_positions, to_rgb
+from vivitcli.video.sampling import sample_indices
+from vivitcli.video.scan import frame_table
+
+SAMPLINGS = ("uniform", "stride", "clips", "keyframes")
+
+
+@dataclass
+class ClipInfo:
+    """Which frames a clip holds. indices: positions (shape (T,) or (K, T) for clips); timestamps: seconds
+    from the first frame, same shape; approximate: True when frames were snapped to keyframes."""
+
+    path: str
+    indices: np.ndarray
+    timestamps: np.ndarray
+    approximate: bool
+    sampling: str
+    num_video_frames: int
+    duration: float
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path, "indices": np.asarray(self.indices).tolist(),
+            "timestamps": np.round(np.asarray(self.timestamps, dtype=np.float64), 6).tolist(),
+            "approximate": self.approximate, "sampling": self.sampling,
+            "num_video_frames": self.num_video_frames, "duration": self.duration,
+        }
+
+
+def _as_preprocessor(preprocessor) -> Preprocessor:
+    if isinstance(preprocessor, Preprocessor):
+        return preprocessor
+    if isinstance(preprocessor, dict):
+        return Preprocessor.from_config(preprocessor)
+    if hasattr(preprocessor, "to_dict"):  # a transformers image processor
+        return Preprocessor.from_config(preprocessor.to_dict())
+    raise TypeError(f"expected a vivitcli Preprocessor or a preprocessor_config dict, not {type(preprocessor).__name__}")
+
+
+def _range(path, times: np.ndarray, start, end) -> tuple[int | None, int | None]:
+    """Seconds → frame positions: frames whose timestamp t satisfies start ≤ t < end."""
+    lo = None if start is None else int(np.searchsorted(times, float(start) - 1e-9, side="left"))
+    hi = None if end is None else int(np.searchsorted(times, float(end) - 1e-9, side="left"))
+    if lo is not None and lo >= len(times):
+        raise VideoError(path, f"start {start:g}s is past the end of the video ({len(times)} frames, "
+                               f"last at {times[-1]:.3f}s)")
+    if hi is not None and hi <= (lo or 0):
+        raise VideoError(path, f"no frames between {start or 0:g}s and {end:g}s")
+    return lo, hi
+
+
+def snap_to_keyframes(indices: np.ndarray, key_positions: np.ndarray) -> np.ndarray:
+    """Each index replaced by the nearest keyframe position (the earlier one on a tie)."""
+    keys = np.asarray(key_positions, dtype=np.int64)
+    j = np.clip(np.searchsorted(keys, indices, side="right") - 1, 0, len(keys) - 1)
+    after = np.minimum(j + 1, len(keys) - 1)
+    use_after = (keys[after] - indices) < (indices - keys[j])
+    return np.where(use_after, keys[after], keys[j]).astype(np.int64)
+
+
+def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", frame_step: int = 4,
+              clips: int = 1, start: float | None = None, end: float | None = None, seed: int | None = None,
+              return_info: bool = False):
+    """Float32 (T, C, S, S) clip (or (K, T, C, S, S) for sampling="clips"), preprocessed like the HF processors.
+
+    sampling: "uniform" | "stride" | "clips" (see vivitcli.video.sampling) or "keyframes" (uniform positions
+    snapped to the nearest keyframes and decoded keyframes-only: fast, approximate).
+    start/end: seconds from the first frame bounding the sampled range. seed: random stride placement
+    reproducing the HF docs' sample_frame_indices. Raises VideoError naming the file.
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {sampling!r}")
+    pre = _as_preprocessor(preprocessor)
+    table = frame_table(path)
+    if table.num_frames == 0:
+        raise VideoError(path, "no decodable video frames")
+    times = table.times
+    lo, hi = _range(path, times, start, end)
+    strategy = "uniform" if sampling == "keyframes" else sampling
+    indices = sample_indices(table.num_frames, num_frames, strategy, frame_step=frame_step, clips=clips,
+                             start=lo, end=hi, seed=seed)
+    approximate = False
+    if sampling == "keyframes" and table.exact:
+        snapped = snap_to_keyframes(indices, table.key_positions)
+        approximate = bool(np.any(snapped != indices))
+        indices = snapped
+    flat = indices.reshape(-1)
+
+    def convert(frame):
+        return pre.crop(pre.resize_frame(to_rgb(frame)))
+
+    done = decode_positions(path, flat, convert, keyframes_only=(sampling == "keyframes" and table.exact),
+                            table=table)
+    first = done[int(flat[0])]
+    frames = np.empty((len(flat),) + first.shape, dtype=np.uint8)
+    for slot, i in enumerate(flat):
+        frame = done[int(i)]
+        if frame.shape != first.shape:
+            raise VideoError(path, "frame size changes mid-stream")
+        frames[slot] = frame
+    clip = pre.normalize(frames)
+    if sampling == "clips":
+        clip = clip.reshape(indices.shape + tuple(clip.shape[1:]))
+    if not return_info:
+        return clip
+    info = ClipInfo(path=str(path), indices=indices, timestamps=times[indices], approximate=approximate,
+                    sampling=sampling, num_video_frames=table.num_frames, duration=table.duration)
+    return clip, info

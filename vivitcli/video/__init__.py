@@ -1,0 +1,1 @@
+"""Video input: probe a file, choose frame indices, decode exactly those frames."""

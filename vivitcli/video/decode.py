@@ -1,0 +1,239 @@
+"""read_frames(path, indices): exactly the frames a sequential decode yields at those positions.
+
+How: a packet scan (video/scan.py) maps every shown frame's position to its timestamp and knows the
+keyframes. Targets are served in ascending order; before each, the reader seeks to the keyframe at or
+before it only when that skips more frames than a seek costs, and otherwise decodes forward. Every
+decoded frame is identified by its timestamp, so a seek that lands late (MPEG-TS) is detected and
+retried from an earlier keyframe. Packets of H.264/HEVC frames nobody asked for are decoded with
+`skip_frame="NONREF"`, which drops only frames no other frame references, so the frames that are
+decoded come out bit-identical. Files whose timestamps cannot identify frames are decoded sequentially,
+counting the output. Only asked-for frames are kept (after `convert`), so memory stays bounded by the
+output plus the decoder's own few frames.
+
+PyAV never applies rotation metadata; frames are turned here (`np.rot90` by `frame.rotation`), which
+matches ffmpeg's auto-rotation. `av.logging.set_level` is never called: with frame threads it deadlocks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import av
+import numpy as np
+
+from vivitcli.errors import VideoError
+from vivitcli.video.container import open_video, video_error
+from vivitcli.video.scan import FrameTable, frame_table
+
+# Codecs where skip_frame="NONREF" drops only unreferenced frames (checked by tests/test_video_decode.py).
+_NONREF_CODECS = {"h264", "hevc"}
+# How many frames a seek costs: the frame-thread pipeline refills and the reorder delay is paid again.
+SEEK_COST_FRAMES = 4 + (os.cpu_count() or 2)
+# Earlier keyframes tried after a seek lands past its target, before decoding from the very start.
+_MAX_STEP_BACK = 6
+
+
+def to_rgb(frame: "av.VideoFrame") -> np.ndarray:
+    """uint8 (H, W, 3) RGB in display orientation (rotation metadata applied)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    k = (int(frame.rotation or 0) % 360) // 90
+    return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb
+
+
+@dataclass
+class _Plan:
+    """The distinct positions asked for, how to convert each frame, and the converted frames so far."""
+
+    targets: np.ndarray  # sorted unique positions
+    convert: Callable
+    done: dict
+
+
+class _Restart(Exception):
+    """Frames cannot be identified by timestamp: decode again from the start, counting."""
+
+
+def _decode_packet(stream, packet, path):
+    try:
+        return stream.decode(packet)
+    except av.error.InvalidDataError:
+        # A corrupt packet: ffmpeg's own tools skip it and go on, and so does a sequential decode.
+        return []
+    except av.FFmpegError as exc:
+        raise video_error(path, exc) from exc
+
+
+def _seek(container, stream, table: FrameTable, key_index: int):
+    if key_index < 0:
+        container.seek(0, backward=True, any_frame=False)
+    else:
+        container.seek(int(table.key_pts[key_index]), stream=stream, backward=True, any_frame=False)
+
+
+def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyframes_only: bool):
+    """Serve plan.targets in order, seeking where it pays; identify frames by timestamp."""
+    pos_of = {int(p): i for i, p in enumerate(table.pts)}
+    targets = plan.targets
+    is_target = np.zeros(table.num_frames, dtype=bool)
+    is_target[targets] = True
+    ctx = stream.codec_context
+    nonref = (not keyframes_only) and ctx.name in _NONREF_CODECS
+    if keyframes_only:
+        ctx.skip_frame = "NONKEY"
+    state = {"skipping": False}
+
+    def run(packets, verify_target: int | None, cur: int, ti: int):
+        """Decode forward. Returns (outcome, cur, ti); outcome: "done" | "seek" | "overshoot" | "eof"."""
+        served_from = ti
+        for packet in packets:
+            if nonref and packet.pts is not None:
+                p = pos_of.get(packet.pts)
+                skip = p is not None and not is_target[p]
+                if skip != state["skipping"]:
+                    ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+                    state["skipping"] = skip
+            for frame in _decode_packet(stream, packet, path):
+                pos = pos_of.get(frame.pts) if frame.pts is not None else None
+                if pos is None:
+                    raise _Restart()
+                if verify_target is not None:
+                    if pos > verify_target:
+                        return "overshoot", pos, ti
+                    verify_target = None
+                cur = pos
+                if is_target[pos] and pos not in plan.done:
+                    plan.done[pos] = plan.convert(frame)
+                    while ti < len(targets) and int(targets[ti]) in plan.done:
+                        ti += 1
+            if ti >= len(targets):
+                return "done", cur, ti
+            if ti > served_from:
+                # Keep decoding forward unless the next target is better reached by a seek.
+                if _should_seek(table, cur, int(targets[ti]), keyframes_only):
+                    return "seek", cur, ti
+                served_from = ti
+        return "eof", cur, ti
+
+    ti, cur, step_back, first, tried_start = 0, -1, 0, True, False
+    while ti < len(targets):
+        t = int(targets[ti])
+        if first and not _should_seek(table, -1, t, keyframes_only):
+            verify = None  # a fresh container is at the file start
+        else:
+            j = table.keyframe_before(t) - step_back
+            if j < 0 or step_back > _MAX_STEP_BACK:
+                if tried_start:
+                    raise _Restart()
+                tried_start = True
+                container.seek(0, backward=True)
+            else:
+                _seek(container, stream, table, j)
+            verify = t
+        first = False
+        outcome, cur, ti = run(container.demux(stream), verify, cur, ti)
+        if outcome == "overshoot":
+            step_back += 1
+            continue
+        step_back, tried_start = 0, False
+        if outcome == "eof" and ti < len(targets):
+            raise _Restart()
+
+
+def _should_seek(table: FrameTable, cur: int, t: int, keyframes_only: bool) -> bool:
+    """Whether reaching position `t` from decoder position `cur` is cheaper by a seek than decoding forward."""
+    j = table.keyframe_before(t)
+    if j < 0:
+        return False
+    if keyframes_only:
+        # Forward decoding skips non-keyframes anyway; seek only past at least one unwanted keyframe.
+        return j - table.keyframe_before(cur) > 1 if cur >= 0 else j > 0
+    return int(table.key_positions[j]) - cur > SEEK_COST_FRAMES
+
+
+def _read_sequential(path, container, stream, plan: _Plan):
+    """Decode from the start and count output frames: correct for any file, slow for late targets."""
+    last = int(plan.targets[-1])
+    wanted = set(int(t) for t in plan.targets)
+    pos = -1
+    for packet in container.demux(stream):
+        for frame in _decode_packet(stream, packet, path):
+            pos += 1
+            if pos in wanted:
+                plan.done[pos] = plan.convert(frame)
+            if pos >= last:
+                return
+    missing = sorted(wanted - set(plan.done))
+    if missing:
+        raise VideoError(path, f"frame {missing[0]} could not be decoded (the video yields {pos + 1} frames)")
+
+
+def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb, *,
+                     keyframes_only: bool = False, table: FrameTable | None = None) -> dict:
+    """{position: convert(frame)} for each distinct position; raise VideoError naming the file."""
+    targets = np.unique(np.asarray(list(positions), dtype=np.int64))
+    if not len(targets):
+        return {}
+    with open_video(path) as (container, stream):
+        if table is None:
+            table = frame_table(path)
+        n = table.num_frames
+        if n == 0:
+            raise VideoError(path, "no decodable video frames")
+        if targets[0] < 0 or targets[-1] >= n:
+            bad = int(targets[0] if targets[0] < 0 else targets[-1])
+            raise VideoError(path, f"frame {bad} is out of range: the video has {n} frames")
+        plan = _Plan(targets=targets, convert=convert, done={})
+        try:
+            if table.exact:
+                try:
+                    _read_exact(path, container, stream, table, plan, keyframes_only)
+                except _Restart:
+                    plan.done.clear()
+                    with open_video(path) as (container2, stream2):
+                        _read_sequential(path, container2, stream2, plan)
+            else:
+                _read_sequential(path, container, stream, plan)
+        except VideoError:
+            raise
+        except (av.FFmpegError, OSError, EOFError) as exc:
+            raise video_error(path, exc) from exc
+    return plan.done
+
+
+def read_frames(path, indices, *, return_timestamps: bool = False, keyframes_only: bool = False):
+    """uint8 (len(indices), H, W, 3) RGB frames at the given positions, in the order given (repeats allowed).
+
+    With return_timestamps=True, also float64 (len(indices),) seconds from the first frame.
+    keyframes_only=True decodes only keyframes: every index must then be a keyframe's position
+    (see `keyframe_positions`).
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    table = frame_table(path) if return_timestamps or keyframes_only else None
+    if keyframes_only:
+        keys = set(table.key_positions.tolist())
+        bad = [int(i) for i in idx if int(i) not in keys]
+        if bad:
+            raise ValueError(f"keyframes_only: frame {bad[0]} is not a keyframe")
+    done = decode_positions(path, idx, to_rgb, keyframes_only=keyframes_only, table=table)
+    if not len(idx):
+        out = np.zeros((0, 0, 0, 3), dtype=np.uint8)
+    else:
+        first = done[int(idx[0])]
+        out = np.empty((len(idx),) + first.shape, dtype=np.uint8)
+        for slot, i in enumerate(idx):
+            frame = done[int(i)]
+            if frame.shape != first.shape:
+                raise VideoError(path, f"frame size changes mid-stream ({first.shape[1]}x{first.shape[0]} "
+                                       f"→ {frame.shape[1]}x{frame.shape[0]})")
+            out[slot] = frame
+    if return_timestamps:
+        table = table or frame_table(path)
+        return out, table.times[idx] if len(idx) else np.zeros(0)
+    return out
+
+
+def keyframe_positions(path) -> np.ndarray:
+    """int64 positions of the keyframes (frames a keyframes-only decode can return)."""
+    return frame_table(path).key_positions.copy()
