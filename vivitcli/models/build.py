@@ -1,0 +1,76 @@
+"""build_model (random weights from a config dict) and the finishing step shared with load_model."""
+
+from __future__ import annotations
+
+import torch
+
+from vivitcli.labels import resolve_labels
+from vivitcli.models.base import VideoModel, check_attn
+from vivitcli.models.config import ModelConfig
+from vivitcli.models.device import resolve_device, resolve_dtype
+from vivitcli.models.layers import init_weights
+
+
+def build_model(config: dict, *, device="auto", dtype="auto", attn: str = "sdpa", name: str | None = None,
+                preprocessor_config: dict | None = None, seed: int | None = None) -> VideoModel:
+    """A VideoModel with random weights for a config.json dict (e.g. presets.PRESETS[...]), in eval mode.
+
+    A classifier is built when the config has labels (id2label / num_labels) and its architectures are
+    not a bare model or pre-training one. seed makes the weights reproducible.
+    """
+    from vivitcli.models.videomae import VideoMAE
+    from vivitcli.models.vivit import ViViT
+
+    check_attn(attn)
+    cfg = ModelConfig.from_dict(config, source=name or "config")
+    arch = (config.get("architectures") or ["ForVideoClassification"])[0]
+    num_labels = len(cfg.id2label) or int(config.get("num_labels", 0) or 0)
+    if not arch.endswith("ForVideoClassification"):
+        num_labels = 0
+    gen_state = torch.random.get_rng_state()
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        if cfg.model_type == "vivit":
+            model = ViViT(cfg, num_labels=num_labels, attn=attn)
+        else:
+            model = VideoMAE(cfg, num_labels=num_labels, attn=attn)
+        init_weights(model)
+        with torch.no_grad():
+            if cfg.model_type == "vivit":
+                torch.nn.init.trunc_normal_(model.cls_token, std=0.02)
+                torch.nn.init.trunc_normal_(model.pos_embed, std=0.02)
+    finally:
+        if seed is not None:
+            torch.random.set_rng_state(gen_state)
+    return finalize(model, name=name or config.get("_name_or_path") or cfg.model_type, device=device,
+                    dtype=dtype, preprocessor_config=preprocessor_config)
+
+
+def finalize(model: VideoModel, *, name: str, device="auto", dtype="auto",
+             preprocessor_config: dict | None = None) -> VideoModel:
+    """Attach name, labels and preprocessor; move to device / dtype; eval mode."""
+    from vivitcli.preprocess import Preprocessor
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    model.name = name
+    model.labels, model.label_source = resolve_labels(model.cfg.id2label, model.num_labels)
+    model.preprocessor = default_preprocessor(model.cfg) if preprocessor_config is None else \
+        Preprocessor.from_config(preprocessor_config, model.cfg.model_type)
+    return model.to(device=dev, dtype=dt).eval()
+
+
+def default_preprocessor(cfg: ModelConfig):
+    """The architecture's processor defaults, with the crop set to the model's image size when it is not
+    224 (ViViT keeps its 256/224 resize-to-crop ratio)."""
+    from vivitcli.preprocess import ARCH_DEFAULTS, Preprocessor
+
+    pre = Preprocessor.from_config(None, cfg.model_type)
+    h, w = cfg.image_size
+    if (pre.crop_size["height"], pre.crop_size["width"]) != (h, w):
+        default_crop = ARCH_DEFAULTS[cfg.model_type]["crop_size"]["height"]
+        short = ARCH_DEFAULTS[cfg.model_type]["size"]["shortest_edge"]
+        pre.crop_size = {"height": h, "width": w}
+        pre.size = {"shortest_edge": max(h, w) * short // default_crop}
+    return pre

@@ -1,0 +1,189 @@
+"""Transformer pieces shared by ViViT and VideoMAE: tubelet embedding, attention, MLP, pre-LN block.
+
+Both architectures use the same pre-LN block (x + attn(ln1(x)), then x + mlp(ln2(x))); they differ in
+activation, LayerNorm eps and attention biases, which come from ModelConfig.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ATTN_IMPLS = ("eager", "sdpa")
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+# transformers' ACT2FN names -> functions. gelu_fast / gelu_new are the tanh approximation; PyTorch's fused
+# kernel matches transformers' formula to float32 rounding (the constant is sqrt(2/pi) to 10 digits there).
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_fast": _gelu_tanh,
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
+def activation(name: str):
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unsupported activation {name!r} (supported: {', '.join(ACTIVATIONS)})") from None
+
+
+class TubeletEmbed(nn.Module):
+    """(B, T, C, H, W) → (B, N, D) with N = T/t · H/p · W/p tokens in (t, h, w) raster order.
+
+    The weight keeps the Conv3d layout (D, C, t, p, p) of the checkpoint; since kernel == stride the
+    convolution is one matmul over non-overlapping tubelets, which is what runs (it avoids the NCDHW
+    transpose of the input and is faster than Conv3d on CPU).
+    """
+
+    def __init__(self, in_channels: int, dim: int, tubelet: tuple[int, int, int]):
+        super().__init__()
+        self.tubelet = tuple(tubelet)
+        self.weight = nn.Parameter(torch.empty(dim, in_channels, *self.tubelet))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def grid(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
+        t, p, q = self.tubelet
+        return num_frames // t, height // p, width // q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, frames, c, h, w = x.shape
+        t, p, q = self.tubelet
+        gt, gh, gw = frames // t, h // p, w // q
+        # Conv3d drops the remainder rows/frames that do not fill a tubelet; so do we.
+        x = x[:, : gt * t, :, : gh * p, : gw * q]
+        x = x.reshape(b, gt, t, c, gh, p, gw, q)
+        x = x.permute(0, 1, 4, 6, 3, 2, 5, 7)                 # (B, gt, gh, gw, C, t, p, q)
+        x = x.reshape(b, gt * gh * gw, c * t * p * q)         # (B, N, C·t·p·q), Conv3d weight order
+        return F.linear(x, self.weight.reshape(self.weight.shape[0], -1), self.bias)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with fused q/k/v; `impl` ("eager" | "sdpa") is switchable per instance.
+
+    Eager computes softmax in float32 whatever the model dtype (the reference path); sdpa calls
+    torch.nn.functional.scaled_dot_product_attention.
+    """
+
+    def __init__(self, dim: int, num_heads: int, bias: bool = True, impl: str = "sdpa"):
+        super().__init__()
+        if impl not in ATTN_IMPLS:
+            raise ValueError(f"attention implementation must be one of {ATTN_IMPLS}, got {impl!r}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.proj = nn.Linear(dim, dim)
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)        # each (B, H, N, hd)
+        if self.impl == "sdpa":
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            scores = torch.matmul(q, k.transpose(-2, -1)) * self.scale          # (B, H, N, N)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+            out = torch.matmul(probs, v)
+        out = out.transpose(1, 2).reshape(b, n, d)            # (B, N, H·hd)
+        return self.proj(out)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int, act: str):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, act: str, eps: float, qkv_bias: bool,
+                 attn_impl: str = "sdpa"):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, bias=qkv_bias, impl=attn_impl)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = MLP(dim, mlp_hidden, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def interpolate_pos_table(table: torch.Tensor, src_grid: tuple[int, int, int],
+                          dst_grid: tuple[int, int, int]) -> torch.Tensor:
+    """Resample a (N, D) position table laid out over `src_grid` (t, h, w) to `dst_grid`.
+
+    Space: bicubic per time slice (align_corners=False, the ViT convention); time: linear
+    (align_corners=False), so each new time slot takes the embedding at its centre on the old time axis.
+    Computed in float32 whatever the table's dtype. A table resampled to its own grid comes back equal
+    (the cubic and linear kernels put weight exactly 1 on the source sample at scale 1).
+    """
+    st, sh, sw = src_grid
+    dt, dh, dw = dst_grid
+    n, d = table.shape
+    if n != st * sh * sw:
+        raise ValueError(f"position table has {n} rows, grid {src_grid} needs {st * sh * sw}")
+    x = table.float().reshape(st, sh, sw, d).permute(0, 3, 1, 2)                # (t, D, h, w)
+    if (sh, sw) != (dh, dw):
+        x = F.interpolate(x, size=(dh, dw), mode="bicubic", align_corners=False)
+    if st != dt:
+        x = x.permute(1, 2, 3, 0).reshape(1, d * dh * dw, st)                  # (1, D·h·w, t)
+        x = F.interpolate(x, size=dt, mode="linear", align_corners=False)
+        x = x.reshape(d, dh, dw, dt).permute(3, 0, 1, 2)                        # (t, D, h, w)
+    return x.permute(0, 2, 3, 1).reshape(dt * dh * dw, d).to(table.dtype)
+
+
+def sinusoid_table(num_positions: int, dim: int) -> torch.Tensor:
+    """VideoMAE's fixed table: float64 angles pos / 10000^(2⌊j/2⌋/dim), sin on even j, cos on odd j.
+
+    Same arithmetic as transformers' get_sinusoid_encoding_table (numpy float64, then float32), so the
+    result is bit-identical.
+    """
+    import numpy as np
+
+    pos = np.arange(num_positions, dtype=np.float64)[:, None]
+    denom = np.power(10000, 2 * (np.arange(dim) // 2) / dim)[None, :]
+    angles = pos / denom
+    angles[:, 0::2] = np.sin(angles[:, 0::2])
+    angles[:, 1::2] = np.cos(angles[:, 1::2])
+    return torch.from_numpy(angles.astype(np.float32))
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Random init for build_model: truncated normal weights, zero biases, unit LayerNorms."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, TubeletEmbed):
+            fan_in = math.prod(m.weight.shape[1:])
+            nn.init.trunc_normal_(m.weight, std=fan_in ** -0.5)
+            nn.init.zeros_(m.bias)
