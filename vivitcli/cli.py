@@ -6,9 +6,13 @@ command functions so that `vivit --help` and shell completion stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import os
+import signal
 import sys
+import threading
 import traceback
 
 import typer
@@ -31,13 +35,41 @@ def _debug_wanted(kwargs: dict) -> bool:
     return bool(kwargs.get("debug")) or os.environ.get("VIVIT_DEBUG", "") not in ("", "0")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs (outputs finalised, journals kept)."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    """Turn SIGTERM into `Terminated` while a command runs (only where Python may set handlers)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def guarded(func):
-    """Map library errors to one stderr line and an exit code; Ctrl-C to 130. Tracebacks only with --debug."""
+    """Map library errors to one stderr line and an exit code; Ctrl-C to 130, SIGTERM to 143.
+
+    Tracebacks only with --debug (or VIVIT_DEBUG=1). A closed stdout (`vivit classify dir | head`) ends the run
+    quietly with 141, as a shell reports SIGPIPE.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with _sigterm_as_exception():
+                return func(*args, **kwargs)
         except typer.Exit:
             raise
         except VivitError as err:
@@ -45,9 +77,17 @@ def guarded(func):
                 traceback.print_exc()
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
+            if _debug_wanted(kwargs):
+                traceback.print_exc()
             typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + int(getattr(err, "signum", signal.SIGINT))) from None
+        except BrokenPipeError:
+            # Python would complain again when it flushes stdout at exit; point stdout at /dev/null first.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(141) from None
 
     return wrapper
 
@@ -67,9 +107,20 @@ def _root(
     """Label and embed video clips with ViViT and VideoMAE."""
 
 
+def _reflow(doc: str | None) -> str | None:
+    """Join the lines of each docstring paragraph: typer keeps single line breaks after the first paragraph.
+
+    A paragraph that starts with a backslash-b line keeps its line breaks (click's convention).
+    """
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p[1:].lstrip("\n") if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+
+
 for _module in (classify, embed, models, benchmark, convert, sample_clip):
     _name = _module.__name__.rsplit(".", 1)[-1].replace("_", "-")
-    app.command(_name, help=_module.command.__doc__)(guarded(_module.command))
+    app.command(_name, help=_reflow(_module.command.__doc__))(guarded(_module.command))
 
 
 def main() -> None:

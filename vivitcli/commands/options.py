@@ -1,9 +1,13 @@
-"""Option types shared by several commands, declared once (typer `Annotated` style)."""
+"""Option types shared by several commands, declared once (typer `Annotated` style).
+
+Stdlib + typer only: `vivit --help` and shell completion import this module.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from enum import Enum
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -14,17 +18,121 @@ def default_model() -> str:
     return os.environ.get("VIVIT_MODEL") or DEFAULT_MODEL
 
 
+class Sampling(str, Enum):
+    uniform = "uniform"
+    stride = "stride"
+    clips = "clips"
+    keyframes = "keyframes"
+
+
+class Pool(str, Enum):
+    default = "default"
+    mean = "mean"
+    cls = "cls"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+
+
+MODEL_PANEL = "Model"
+SAMPLING_PANEL = "Frame sampling"
+INPUT_PANEL = "Inputs"
+OUTPUT_PANEL = "Output"
+
 Model = Annotated[
     Optional[str],
     typer.Option(
         "--model",
         "-m",
-        help=f"Hub id, alias (see `vivit models`) or local directory. [env: VIVIT_MODEL; default: {DEFAULT_MODEL}]",
+        help=f"Hub id, alias (see `vivit models`) or local directory. (env: VIVIT_MODEL; default: {DEFAULT_MODEL})",
+        show_default=False,
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)]
+Dtype = Annotated[
+    str, typer.Option("--dtype", help="auto, float32, float16 or bfloat16.", rich_help_panel=MODEL_PANEL)
+]
+Attn = Annotated[
+    str,
+    typer.Option("--attn", help="Attention implementation: sdpa or eager (the reference).", rich_help_panel=MODEL_PANEL),
+]
+BatchSize = Annotated[
+    int,
+    typer.Option("--batch-size", "-b", min=1, help="Clips per forward pass (batched across files).",
+                 rich_help_panel=MODEL_PANEL),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings on stderr.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors. (or env VIVIT_DEBUG=1)")]
+
+Inputs = Annotated[
+    List[str],
+    typer.Argument(
+        help="Video files, folders (searched recursively, sorted), or - to read paths from stdin, one per line.",
         show_default=False,
     ),
 ]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-Dtype = Annotated[str, typer.Option("--dtype", help="auto, float32, float16 or bfloat16.")]
-Attn = Annotated[str, typer.Option("--attn", help="Attention implementation: sdpa or eager (the reference).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings on stderr.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors. [env: VIVIT_DEBUG=1]")]
+Ext = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--ext",
+        help="Extensions to pick up when walking folders, comma-separated (replaces the default set: "
+        "3gp,avi,flv,m2ts,m4v,mkv,mov,mp4,mpeg,mpg,mts,ogv,ts,webm,wmv).",
+        show_default=False,
+        rich_help_panel=INPUT_PANEL,
+    ),
+]
+Workers = Annotated[
+    Optional[int],
+    typer.Option("--workers", min=1, help="Decoding threads (they run ahead of the model). (default: min(4, CPUs))",
+                 show_default=False, rich_help_panel=INPUT_PANEL),
+]
+
+SamplingOpt = Annotated[
+    Optional[Sampling],
+    typer.Option(
+        "--sampling",
+        help="uniform: frames spread over the video; stride: every --frame-step frames around the middle; "
+        "clips: --clips uniform windows, outputs averaged over them; keyframes: keyframes only, fast, "
+        "marked approximate. (default: uniform, or clips when --clips > 1)",
+        show_default=False,
+        rich_help_panel=SAMPLING_PANEL,
+    ),
+]
+Frames = Annotated[
+    Optional[int],
+    typer.Option("--frames", min=1, help="Frames per clip. (default: the model's)", show_default=False,
+                 rich_help_panel=SAMPLING_PANEL),
+]
+FrameStep = Annotated[
+    int, typer.Option("--frame-step", min=1, help="Frame step for --sampling stride.", rich_help_panel=SAMPLING_PANEL)
+]
+Clips = Annotated[
+    Optional[int],
+    typer.Option("--clips", min=1, help="Views for --sampling clips; the outputs are averaged over them. (default: 3)",
+                 show_default=False, rich_help_panel=SAMPLING_PANEL),
+]
+Start = Annotated[
+    Optional[float],
+    typer.Option("--start", min=0, help="Sample from this time on (seconds).", show_default=False,
+                 rich_help_panel=SAMPLING_PANEL),
+]
+End = Annotated[
+    Optional[float],
+    typer.Option("--end", min=0, help="Sample up to this time (seconds).", show_default=False,
+                 rich_help_panel=SAMPLING_PANEL),
+]
+Seed = Annotated[
+    Optional[int],
+    typer.Option("--seed", help="Seed for randomised sampling (jittered windows).", show_default=False,
+                 rich_help_panel=SAMPLING_PANEL),
+]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue an interrupted run into the same --out file, skipping finished inputs.",
+                 rich_help_panel=OUTPUT_PANEL),
+]
