@@ -17,6 +17,7 @@ matches ffmpeg's auto-rotation. `av.logging.set_level` is never called: with fra
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -51,6 +52,16 @@ class _Plan:
     done: dict
 
 
+_STATS = threading.local()
+
+
+def last_read_stats() -> dict:
+    """Counters of this thread's last decode: seeks, overshoots (seeks that landed past their target and
+    were retried earlier), frames (frames the decoder returned), sequential (True if it fell back to a
+    counting decode from the start). For tests and benchmarks."""
+    return dict(getattr(_STATS, "value", {}))
+
+
 class _Restart(Exception):
     """Frames cannot be identified by timestamp: decode again from the start, counting."""
 
@@ -65,11 +76,15 @@ def _decode_packet(stream, packet, path):
         raise video_error(path, exc) from exc
 
 
+# Containers without an index, where libavformat seeks by bisecting on decode timestamps: aiming at a
+# keyframe's pts lands on the keyframe after it.
+_DTS_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc"}
+
+
 def _seek(container, stream, table: FrameTable, key_index: int):
-    if key_index < 0:
-        container.seek(0, backward=True, any_frame=False)
-    else:
-        container.seek(int(table.key_pts[key_index]), stream=stream, backward=True, any_frame=False)
+    formats = set((container.format.name or "").split(","))
+    keys = table.key_dts if formats & _DTS_SEEK_FORMATS else table.key_pts
+    container.seek(int(keys[key_index]), stream=stream, backward=True, any_frame=False)
 
 
 def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyframes_only: bool):
@@ -83,6 +98,7 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
     if keyframes_only:
         ctx.skip_frame = "NONKEY"
     state = {"skipping": False}
+    stats = _STATS.value
 
     def run(packets, verify_target: int | None, cur: int, ti: int):
         """Decode forward. Returns (outcome, cur, ti); outcome: "done" | "seek" | "overshoot" | "eof"."""
@@ -95,11 +111,13 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
                     ctx.skip_frame = "NONREF" if skip else "DEFAULT"
                     state["skipping"] = skip
             for frame in _decode_packet(stream, packet, path):
+                stats["frames"] += 1
                 pos = pos_of.get(frame.pts) if frame.pts is not None else None
                 if pos is None:
                     raise _Restart()
                 if verify_target is not None:
                     if pos > verify_target:
+                        stats["overshoots"] += 1
                         return "overshoot", pos, ti
                     verify_target = None
                 cur = pos
@@ -114,7 +132,8 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
                 if _should_seek(table, cur, int(targets[ti]), keyframes_only):
                     return "seek", cur, ti
                 served_from = ti
-        return "eof", cur, ti
+        # Nothing decoded after a seek (MPEG-TS seeks past the last keyframe): treat as an overshoot.
+        return ("overshoot" if verify_target is not None else "eof"), cur, ti
 
     ti, cur, step_back, first, tried_start = 0, -1, 0, True, False
     while ti < len(targets):
@@ -128,7 +147,9 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
                     raise _Restart()
                 tried_start = True
                 container.seek(0, backward=True)
+                stats["seeks"] += 1
             else:
+                stats["seeks"] += 1
                 _seek(container, stream, table, j)
             verify = t
         first = False
@@ -157,8 +178,10 @@ def _read_sequential(path, container, stream, plan: _Plan):
     last = int(plan.targets[-1])
     wanted = set(int(t) for t in plan.targets)
     pos = -1
+    _STATS.value["sequential"] = True
     for packet in container.demux(stream):
         for frame in _decode_packet(stream, packet, path):
+            _STATS.value["frames"] += 1
             pos += 1
             if pos in wanted:
                 plan.done[pos] = plan.convert(frame)
@@ -173,6 +196,7 @@ def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb,
                      keyframes_only: bool = False, table: FrameTable | None = None) -> dict:
     """{position: convert(frame)} for each distinct position; raise VideoError naming the file."""
     targets = np.unique(np.asarray(list(positions), dtype=np.int64))
+    _STATS.value = {"seeks": 0, "overshoots": 0, "frames": 0, "sequential": False}
     if not len(targets):
         return {}
     with open_video(path) as (container, stream):

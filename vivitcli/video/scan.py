@@ -25,13 +25,15 @@ class FrameTable:
 
     pts: int64 (N,) presentation timestamps of the shown frames, ascending (frame i ↔ pts[i]).
     key_positions: int64 (K,) positions of the first frame a seek to each keyframe makes decodable.
-    key_pts: int64 (K,) the keyframes' own timestamps (what a seek aims at).
+    key_pts: int64 (K,) the keyframes' presentation timestamps (what a seek aims at in indexed containers).
+    key_dts: int64 (K,) their decode timestamps (what MPEG-TS/PS seeks compare against; pts where unknown).
     exact: False when timestamps are missing or repeated; frames are then found by counting decoded output.
     """
 
     pts: np.ndarray
     key_positions: np.ndarray
     key_pts: np.ndarray
+    key_dts: np.ndarray
     time_base: Fraction
     frame_duration: int  # of the last frame, in time_base units
     exact: bool
@@ -67,6 +69,7 @@ def scan_stream(container, stream) -> FrameTable:
     """Demux (no decoding) every packet of `stream` and build its FrameTable."""
     rows = []  # (pts, is_keyframe, duration) of shown packets, in decode order
     hidden_keys = []
+    key_dts = {}
     for packet in container.demux(stream):
         if not packet.size:  # flush marker
             continue
@@ -74,7 +77,10 @@ def scan_stream(container, stream) -> FrameTable:
             # Edit-list lead-in: decoded but never shown; a keyframe there still starts a decodable run.
             if packet.is_keyframe and packet.pts is not None:
                 hidden_keys.append(packet.pts)
+                key_dts[packet.pts] = packet.dts if packet.dts is not None else packet.pts
             continue
+        if packet.is_keyframe and packet.pts is not None:
+            key_dts[packet.pts] = packet.dts if packet.dts is not None else packet.pts
         rows.append((packet.pts, bool(packet.is_keyframe), packet.duration or 0))
     # A stream cut mid-GOP (MPEG-TS captures) shows nothing before its first keyframe.
     first_key = next((i for i, r in enumerate(rows) if r[1]), None)
@@ -93,6 +99,7 @@ def scan_stream(container, stream) -> FrameTable:
         # Two keyframes mapping to one position (hidden lead-in): the later one is the better seek target.
         keep = np.append(key_positions[1:] != key_positions[:-1], True)
         key_pts, key_positions = key_pts[keep], key_positions[keep]
+        key_dts_arr = np.asarray([key_dts.get(int(p), int(p)) for p in key_pts], dtype=np.int64)
         last = rows[int(order[-1])][2] if rows else 0
         if not last and len(table_pts) > 1:
             last = int(np.median(np.diff(table_pts)))
@@ -103,9 +110,10 @@ def scan_stream(container, stream) -> FrameTable:
         table_pts = np.arange(len(rows), dtype=np.int64)
         key_positions = np.asarray([i for i, r in enumerate(rows) if r[1]], dtype=np.int64)
         key_pts = key_positions.copy()
+        key_dts_arr = key_pts
         last = 1
     return FrameTable(
-        pts=table_pts, key_positions=key_positions.astype(np.int64), key_pts=key_pts,
+        pts=table_pts, key_positions=key_positions.astype(np.int64), key_pts=key_pts, key_dts=key_dts_arr,
         time_base=stream.time_base or Fraction(1, 1), frame_duration=int(last), exact=exact,
     )
 
