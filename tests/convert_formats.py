@@ -1,0 +1,145 @@
+"""Original-release checkpoints built from tiny Hugging Face models, for the convert tests.
+
+The inverse mappings here are written from the original code's parameter names (MCG-NJU VideoMAE
+modeling_finetune.py / modeling_pretrain.py, Scenic's ViViT and flax.serialization), independently of
+vivitcli.convert: a test that converts these files back and matches transformers' logits checks both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+VIDEOMAE_LAYER_TO_ORIGINAL = {
+    "layernorm_before": "norm1", "layernorm_after": "norm2",
+    "attention.output.dense": "attn.proj", "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2",
+}
+
+
+def _videomae_blocks(hf: dict, hf_prefix: str, out_prefix: str) -> dict:
+    out = {}
+    i = 0
+    while f"{hf_prefix}{i}.attention.attention.query.weight" in hf:
+        src = f"{hf_prefix}{i}."
+        dst = f"{out_prefix}blocks.{i}."
+        att = src + "attention.attention."
+        out[dst + "attn.qkv.weight"] = torch.cat(
+            [hf[att + "query.weight"], hf[att + "key.weight"], hf[att + "value.weight"]], dim=0)
+        if att + "q_bias" in hf:
+            out[dst + "attn.q_bias"] = hf[att + "q_bias"]
+            out[dst + "attn.v_bias"] = hf[att + "v_bias"]
+        for hf_name, orig in VIDEOMAE_LAYER_TO_ORIGINAL.items():
+            for part in ("weight", "bias"):
+                out[f"{dst}{orig}.{part}"] = hf[f"{src}{hf_name}.{part}"]
+        i += 1
+    return out
+
+
+def videomae_to_original(hf: dict) -> dict:
+    """A transformers VideoMAE state dict (classification or pre-training) → the release's key layout."""
+    pretraining = "encoder_to_decoder.weight" in hf
+    enc = "encoder." if pretraining else ""
+    out = {
+        f"{enc}patch_embed.proj.weight": hf["videomae.embeddings.patch_embeddings.projection.weight"],
+        f"{enc}patch_embed.proj.bias": hf["videomae.embeddings.patch_embeddings.projection.bias"],
+    }
+    out.update(_videomae_blocks(hf, "videomae.encoder.layer.", enc))
+    for hf_name, orig in (("videomae.layernorm", f"{enc}norm"), ("fc_norm", "fc_norm"), ("classifier", "head")):
+        if f"{hf_name}.weight" in hf:
+            out[f"{orig}.weight"] = hf[f"{hf_name}.weight"]
+            out[f"{orig}.bias"] = hf[f"{hf_name}.bias"]
+    if pretraining:
+        out["encoder_to_decoder.weight"] = hf["encoder_to_decoder.weight"]
+        out["mask_token"] = hf["mask_token"]
+        out.update(_videomae_blocks(hf, "decoder.decoder_layers.", "decoder."))
+        for part in ("norm.weight", "norm.bias", "head.weight", "head.bias"):
+            out[f"decoder.{part}"] = hf[f"decoder.{part}"]
+    return {k: v.clone() for k, v in out.items()}
+
+
+def vivit_to_scenic(hf: dict, num_heads: int) -> dict:
+    """A transformers ViViT classification state dict → Scenic's Flax parameter tree (numpy leaves)."""
+    def a(t):
+        return t.detach().float().numpy().copy()
+
+    dim = hf["vivit.embeddings.cls_token"].shape[-1]
+    head_dim = dim // num_heads
+    enc = {
+        "posembed_input": {"pos_embedding": a(hf["vivit.embeddings.position_embeddings"])},
+        "encoder_norm": {"scale": a(hf["vivit.layernorm.weight"]), "bias": a(hf["vivit.layernorm.bias"])},
+    }
+    i = 0
+    while f"vivit.encoder.layer.{i}.attention.attention.query.weight" in hf:
+        p = f"vivit.encoder.layer.{i}."
+        attn = {}
+        for name in ("query", "key", "value"):
+            w = hf[p + f"attention.attention.{name}.weight"]  # (H·Dh, D), torch Linear
+            attn[name] = {"kernel": a(w.T).reshape(dim, num_heads, head_dim),
+                          "bias": a(hf[p + f"attention.attention.{name}.bias"]).reshape(num_heads, head_dim)}
+        attn["out"] = {"kernel": a(hf[p + "attention.output.dense.weight"].T).reshape(num_heads, head_dim, dim),
+                       "bias": a(hf[p + "attention.output.dense.bias"])}
+        enc[f"encoderblock_{i}"] = {
+            "LayerNorm_0": {"scale": a(hf[p + "layernorm_before.weight"]), "bias": a(hf[p + "layernorm_before.bias"])},
+            "MultiHeadDotProductAttention_0": attn,
+            "LayerNorm_1": {"scale": a(hf[p + "layernorm_after.weight"]), "bias": a(hf[p + "layernorm_after.bias"])},
+            "MlpBlock_0": {
+                "Dense_0": {"kernel": a(hf[p + "intermediate.dense.weight"].T), "bias": a(hf[p + "intermediate.dense.bias"])},
+                "Dense_1": {"kernel": a(hf[p + "output.dense.weight"].T), "bias": a(hf[p + "output.dense.bias"])},
+            },
+        }
+        i += 1
+    # torch Conv3d weight (out, in, t, h, w) → flax Conv kernel (t, h, w, in, out).
+    conv = hf["vivit.embeddings.patch_embeddings.projection.weight"].permute(2, 3, 4, 1, 0)
+    params = {
+        "embedding": {"kernel": a(conv), "bias": a(hf["vivit.embeddings.patch_embeddings.projection.bias"])},
+        "cls": a(hf["vivit.embeddings.cls_token"]),
+        "Transformer": enc,
+        "pre_logits": {},
+    }
+    if "classifier.weight" in hf:
+        params["output_projection"] = {"kernel": a(hf["classifier.weight"].T), "bias": a(hf["classifier.bias"])}
+    return params
+
+
+def flax_msgpack_bytes(tree, *, chunk: tuple[str, ...] | None = None) -> bytes:
+    """Serialize like flax.serialization.msgpack_serialize (ext 1: ndarray, ext 3: numpy scalar).
+
+    chunk: a path of keys whose array is written in flax's chunked-array form (normally only used above
+    2**30 bytes), so the reader's reassembly is exercised at test size.
+    """
+    import msgpack
+
+    def ndarray_bytes(arr: np.ndarray) -> bytes:
+        return msgpack.packb((arr.shape, arr.dtype.name, arr.tobytes("C")), use_bin_type=True)
+
+    def ext_pack(x):
+        if isinstance(x, np.ndarray):
+            return msgpack.ExtType(1, ndarray_bytes(x))
+        if isinstance(x, np.generic):
+            return msgpack.ExtType(3, ndarray_bytes(np.asarray(x)))
+        if isinstance(x, complex):
+            return msgpack.ExtType(2, msgpack.packb((x.real, x.imag)))
+        return x
+
+    if chunk:
+        node = tree
+        for key in chunk[:-1]:
+            node = node[key]
+        arr = node[chunk[-1]]
+        flat = arr.reshape(-1)
+        pieces = [flat[i:i + 7] for i in range(0, flat.size, 7)]
+        node[chunk[-1]] = {"__msgpack_chunked_array__": True,
+                           "shape": {str(i): d for i, d in enumerate(arr.shape)},
+                           "chunks": {str(i): c for i, c in enumerate(pieces)}}
+    return msgpack.packb(tree, default=ext_pack, strict_types=True)
+
+
+def scenic_train_state(params: dict) -> dict:
+    """What flax.training.checkpoints wrote for Scenic's (flax.optim) train state."""
+    return {
+        "global_step": np.int64(30000),
+        "optimizer": {"target": params, "state": {"step": np.int64(30000), "param_states": {}}},
+        "model_state": {},
+        "rng": np.array([0, 42], dtype=np.uint32),
+        "accum_train_time": 12.5,
+    }
