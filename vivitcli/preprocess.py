@@ -110,13 +110,15 @@ class Preprocessor:
         if h >= ch and w >= cw:
             top, left = (h - ch) // 2, (w - cw) // 2
             return frames[..., top : top + ch, left : left + cw, :]
-        # HF pads to at least the crop size, centred, then crops.
+        # As transformers.image_transforms.center_crop (the PIL processors): zero-pad to at least the crop
+        # size with the odd pixel on the top/left (ceil), then crop at the floor offset shifted by the pad.
+        top, left = (h - ch) // 2, (w - cw) // 2
         ph, pw = max(h, ch), max(w, cw)
+        top_pad, left_pad = (ph - h + 1) // 2, (pw - w + 1) // 2
         padded = np.zeros(frames.shape[:-3] + (ph, pw, frames.shape[-1]), dtype=frames.dtype)
-        top, left = (ph - h) // 2, (pw - w) // 2
-        padded[..., top : top + h, left : left + w, :] = frames
-        top, left = (ph - ch) // 2, (pw - cw) // 2
-        return padded[..., top : top + ch, left : left + cw, :]
+        padded[..., top_pad : top_pad + h, left_pad : left_pad + w, :] = frames
+        top, left = top + top_pad, left + left_pad
+        return padded[..., max(0, top) : min(ph, top + ch), max(0, left) : min(pw, left + cw), :]
 
     def normalize(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (T, H, W, 3) → float32 (T, 3, H, W): rescale (with offset) then normalize."""
