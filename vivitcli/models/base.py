@@ -20,8 +20,8 @@ class VideoModel(nn.Module):
     Subclasses implement `tokens(pixel_values)` (patch + position embedding, before the blocks),
     `finish(x)` (what follows the blocks) and `pool(x, pool)`.
 
-    In eval mode, forward / embed / forward_features run under torch.inference_mode (no autograd state);
-    call `.train()` to get gradients.
+    In eval mode, forward / embed / forward_features run under torch.no_grad (outputs are plain tensors
+    without autograd history); call `.train()` to get gradients.
     """
 
     model_type = ""
@@ -106,7 +106,9 @@ class VideoModel(nn.Module):
 
     # ---- compute ----------------------------------------------------------------------------------------
     def _mode(self):
-        return torch.inference_mode() if not self.training else contextlib.nullcontext()
+        # no_grad rather than inference_mode: inference tensors would break callers that feed outputs to
+        # modules with trainable parameters (e.g. model.head(model.embed(x))); the speed is the same here.
+        return torch.no_grad() if not self.training else contextlib.nullcontext()
 
     def _check_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 5:
@@ -163,7 +165,7 @@ class VideoModel(nn.Module):
             return compute()
         table = self._pos_cache.get(key)
         if table is None:
-            with torch.inference_mode():
+            with torch.no_grad():
                 table = compute()
             self._pos_cache[key] = table
         return table

@@ -8,7 +8,7 @@ from vivitcli.labels import resolve_labels
 from vivitcli.models.base import VideoModel, check_attn
 from vivitcli.models.config import ModelConfig
 from vivitcli.models.device import resolve_device, resolve_dtype
-from vivitcli.models.layers import init_weights
+from vivitcli.models.layers import init_weights, sinusoid_table
 
 
 def build_model(config: dict, *, device="auto", dtype="auto", attn: str = "sdpa", name: str | None = None,
@@ -31,15 +31,20 @@ def build_model(config: dict, *, device="auto", dtype="auto", attn: str = "sdpa"
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        if cfg.model_type == "vivit":
-            model = ViViT(cfg, num_labels=num_labels, attn=attn)
-        else:
-            model = VideoMAE(cfg, num_labels=num_labels, attn=attn)
+        # Built on the meta device and initialised once: PyTorch's own per-layer init would double the cost.
+        with torch.device("meta"):
+            if cfg.model_type == "vivit":
+                model = ViViT(cfg, num_labels=num_labels, attn=attn)
+            else:
+                model = VideoMAE(cfg, num_labels=num_labels, attn=attn)
+        model.to_empty(device="cpu")
         init_weights(model)
         with torch.no_grad():
             if cfg.model_type == "vivit":
-                torch.nn.init.trunc_normal_(model.cls_token, std=0.02)
-                torch.nn.init.trunc_normal_(model.pos_embed, std=0.02)
+                model.cls_token.normal_(0.0, 0.02).clamp_(-0.04, 0.04)
+                model.pos_embed.normal_(0.0, 0.02).clamp_(-0.04, 0.04)
+            else:
+                model.pos_embed = sinusoid_table(cfg.num_patches, cfg.hidden_size)
     finally:
         if seed is not None:
             torch.random.set_rng_state(gen_state)

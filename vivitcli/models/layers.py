@@ -174,16 +174,20 @@ def sinusoid_table(num_positions: int, dim: int) -> torch.Tensor:
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Random init for build_model: truncated normal weights, zero biases, unit LayerNorms."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, TubeletEmbed):
-            fan_in = math.prod(m.weight.shape[1:])
-            nn.init.trunc_normal_(m.weight, std=fan_in ** -0.5)
-            nn.init.zeros_(m.bias)
+    """Random init for build_model: normal weights clipped at 2 std (a cheap truncated normal), zero
+    biases, unit LayerNorms."""
+    def normal_(t: torch.Tensor, sd: float) -> None:
+        t.normal_(0.0, sd).clamp_(-2 * sd, 2 * sd)
+
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                normal_(m.weight, std)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.LayerNorm):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+            elif isinstance(m, TubeletEmbed):
+                normal_(m.weight, math.prod(m.weight.shape[1:]) ** -0.5)
+                m.bias.zero_()
