@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vivitcli.video.container import open_video
+from vivitcli.video.container import check_file, open_video
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _key(path) -> tuple:
 
 def frame_table(path) -> FrameTable:
     """The FrameTable of `path`, scanned once per (file, size, mtime) and cached."""
-    key = _key(path)
+    key = _key(check_file(path))
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)

@@ -1,0 +1,124 @@
+"""read_clip(): the sampled frames, preprocessed in one pass, equal to the step-by-step path and to the HF recipe."""
+
+from __future__ import annotations
+
+import warnings
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import vivitcli
+from vivitcli.clip import read_clip, snap_to_keyframes
+from vivitcli.errors import VideoError
+from vivitcli.preprocess import Preprocessor
+from tests.videos import vfr_timestamps, write_video
+
+PRE = Preprocessor.from_config({"size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32}}, "vivit")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("clip") / "v.mp4", num_frames=200, width=80, height=48,
+                       gop=50, bframes=3)
+
+
+@pytest.mark.parametrize("sampling,kwargs", [
+    ("uniform", {}), ("stride", {"frame_step": 3}), ("stride", {"seed": 5}), ("clips", {"clips": 3}),
+])
+def test_equals_sample_then_read_then_preprocess(video, sampling, kwargs):
+    clip, info = read_clip(video, PRE, 8, sampling=sampling, return_info=True, **kwargs)
+    strategy = sampling
+    expected_idx = vivitcli.sample_indices(200, 8, strategy, **kwargs)
+    assert np.array_equal(info.indices, expected_idx) and not info.approximate
+    frames = vivitcli.read_frames(video, expected_idx.reshape(-1))
+    expected = PRE(frames).reshape(clip.shape)
+    assert torch.equal(clip, expected)
+    assert clip.dtype == torch.float32
+    assert clip.shape == ((3, 8, 3, 32, 32) if sampling == "clips" else (8, 3, 32, 32))
+    np.testing.assert_allclose(info.timestamps, expected_idx / 25.0, atol=1e-9)
+
+
+def test_matches_the_hf_docs_recipe(video):
+    """The transformers docs: sample_frame_indices + read_video_pyav + the image processor."""
+    transformers = pytest.importorskip("transformers")
+
+    def read_video_pyav(container, indices):
+        frames = []
+        container.seek(0)
+        start_index, end_index = indices[0], indices[-1]
+        for i, frame in enumerate(container.decode(video=0)):
+            if i > end_index:
+                break
+            if i >= start_index and i in indices:
+                frames.append(frame)
+        return np.stack([x.to_ndarray(format="rgb24") for x in frames])
+
+    np.random.seed(3)
+    converted_len = 8 * 4
+    end_idx = np.random.randint(converted_len, 200)
+    indices = np.clip(np.linspace(end_idx - converted_len, end_idx, num=8), end_idx - converted_len,
+                      end_idx - 1).astype(np.int64)
+    with av.open(str(video)) as container:
+        frames = read_video_pyav(container, indices)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        processor = transformers.VivitImageProcessor(size={"shortest_edge": 40}, crop_size=32)
+        reference = processor(list(frames), return_tensors="pt")["pixel_values"][0]
+    ours, info = read_clip(video, Preprocessor.from_config(processor.to_dict(), "vivit"), 8, sampling="stride",
+                           frame_step=4, seed=3, return_info=True)
+    assert info.indices.tolist() == indices.tolist()
+    diff = (ours - reference).abs()
+    assert diff.max().item() <= 1 / 127.5 / 0.5 + 1e-6 and diff.mean().item() < 1e-4
+
+
+def test_accepts_a_config_dict_and_an_hf_processor(video):
+    a = read_clip(video, PRE.to_config(), 4)
+    assert torch.equal(a, read_clip(video, PRE, 4))
+
+
+def test_keyframes_mode_is_marked_approximate(video):
+    clip, info = read_clip(video, PRE, 6, sampling="keyframes", return_info=True)
+    assert info.approximate and set(info.indices.tolist()) <= {0, 50, 100, 150}
+    uniform = vivitcli.sample_indices(200, 6)
+    assert info.indices.tolist() == snap_to_keyframes(uniform, np.array([0, 50, 100, 150])).tolist()
+    assert torch.equal(clip, PRE(vivitcli.read_frames(video, info.indices)))
+
+
+def test_snap_to_keyframes_prefers_earlier_on_ties():
+    assert snap_to_keyframes(np.array([0, 24, 25, 26, 99]), np.array([0, 50])).tolist() == [0, 0, 0, 50, 50]
+
+
+def test_start_end_in_seconds_on_vfr(tmp_path):
+    path = write_video(tmp_path / "vfr.mkv", num_frames=60, vfr=True)
+    ts = np.array(vfr_timestamps(60)) / 1000
+    clip, info = read_clip(path, PRE, 4, start=0.5, end=1.5, return_info=True)
+    inside = np.flatnonzero((ts >= 0.5) & (ts < 1.5))
+    assert info.indices.min() >= inside[0] and info.indices.max() <= inside[-1]
+    np.testing.assert_allclose(info.timestamps, ts[info.indices], atol=1e-9)
+
+
+def test_fewer_frames_than_asked(tmp_path):
+    path = write_video(tmp_path / "short.mp4", num_frames=5)
+    for sampling in ("uniform", "stride"):
+        clip, info = read_clip(path, PRE, 16, sampling=sampling, return_info=True)
+        assert clip.shape == (16, 3, 32, 32)
+        assert sorted(set(info.indices.tolist())) == [0, 1, 2, 3, 4]
+
+
+def test_one_frame_video(tmp_path):
+    path = write_video(tmp_path / "one.mp4", num_frames=1)
+    clip, info = read_clip(path, PRE, 8, return_info=True)
+    assert clip.shape == (8, 3, 32, 32) and info.indices.tolist() == [0] * 8
+
+
+def test_errors_name_the_file(tmp_path, video):
+    with pytest.raises(VideoError, match="missing.mp4"):
+        read_clip(tmp_path / "missing.mp4", PRE, 8)
+    with pytest.raises(VideoError, match="v.mp4.*no frames between"):
+        read_clip(video, PRE, 8, start=3.0, end=2.0)
+    with pytest.raises(VideoError, match="past the end"):
+        read_clip(video, PRE, 8, start=100.0)
+    with pytest.raises(ValueError):
+        read_clip(video, PRE, 8, sampling="random")
