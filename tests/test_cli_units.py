@@ -1,0 +1,299 @@
+"""Unit tests for the CLI's building blocks without a model: inputs, the pipeline (fake read/compute), writers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vivitcli import writers
+from vivitcli.errors import UsageError, VideoError
+from vivitcli.inputs import DEFAULT_EXTENSIONS, collect_paths, parse_extensions, walk_folder
+from vivitcli.pipeline import Pipeline
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return str(path)
+
+
+def test_folder_walk_is_recursive_sorted_and_filtered(tmp_path):
+    for rel in ["b.mp4", "a-c.mkv", "a/z.webm", "a/b/y.MOV", "notes.txt", ".hidden.mp4", ".git/x.mp4", "c.gif"]:
+        _touch(tmp_path / rel)
+    got = [os.path.relpath(p, tmp_path) for p in walk_folder(str(tmp_path), DEFAULT_EXTENSIONS)]
+    # Path components sort: the folder "a" and its files come before "a-c.mkv"; case-insensitive extensions.
+    assert got == ["a/b/y.MOV", "a/z.webm", "a-c.mkv", "b.mp4"]
+
+
+def test_ext_flag_replaces_the_set(tmp_path):
+    for rel in ["x.mp4", "y.gif", "z.webm"]:
+        _touch(tmp_path / rel)
+    assert parse_extensions(["gif,.WEBM"]) == ("gif", "webm")
+    got = collect_paths([str(tmp_path)], parse_extensions(["gif", "webm"]))
+    assert [os.path.basename(p) for p in got] == ["y.gif", "z.webm"]
+    with pytest.raises(UsageError):
+        parse_extensions([" , "])
+
+
+def test_collect_keeps_argument_order_stdin_and_dedupes(tmp_path):
+    f1 = _touch(tmp_path / "one.mp4")
+    f2 = _touch(tmp_path / "dir" / "two.mp4")
+    f3 = _touch(tmp_path / "dir" / "three.mp4")
+    named = _touch(tmp_path / "named.anything")  # named explicitly: kept whatever its extension
+    stdin = io.StringIO(f"{f2}\n\n{tmp_path / 'with space.mp4'}\r\n{f1}\n")
+    same_as_f1 = os.path.join(str(tmp_path), ".", "one.mp4")
+    got = collect_paths([named, "-", str(tmp_path / "dir"), same_as_f1], stdin=stdin)
+    assert got == [named, f2, str(tmp_path / "with space.mp4"), f1, f3]
+
+
+def test_missing_file_is_kept_for_the_run_to_report(tmp_path):
+    assert collect_paths([str(tmp_path / "nope.mp4")]) == [str(tmp_path / "nope.mp4")]
+
+
+def test_empty_folder_and_no_inputs_are_usage_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no video files"):
+        collect_paths([str(tmp_path / "empty")])
+    with pytest.raises(UsageError, match="no input"):
+        collect_paths(["-"], stdin=io.StringIO("\n\n"))
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+
+
+class FakeModel:
+    """compute(batch) -> (B, 2): [mean of the clip, batch size]; records every batch size it saw."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, batch):
+        self.batches.append(batch.shape[0])
+        return torch.stack([batch.flatten(1).mean(1), torch.full((batch.shape[0],), float(batch.shape[0]))], 1)
+
+
+def _reader(views_of: dict, fail: set = frozenset(), delay: dict | None = None):
+    def read(path):
+        if delay:
+            time.sleep(delay.get(path, 0))
+        if path in fail:
+            raise VideoError(path, "cannot decode video")
+        k, value = views_of[path]
+        clip = torch.stack([torch.full((2, 3, 4, 4), value + v) for v in range(k)]) if k > 1 \
+            else torch.full((2, 3, 4, 4), value)
+        return clip, {"indices": [0, 1], "timestamps": [0.0, 0.04], "approximate": False}
+    return read
+
+
+def _files(tmp_path, n):
+    return [_touch(tmp_path / f"v{i}.mp4") for i in range(n)]
+
+
+def test_pipeline_batches_across_files_and_keeps_input_order(tmp_path):
+    paths = _files(tmp_path, 7)
+    # Later files decode faster than earlier ones: results must still come out in input order.
+    delay = {p: 0.02 * (7 - i) for i, p in enumerate(paths)}
+    views = {p: (1, float(i)) for i, p in enumerate(paths)}
+    model = FakeModel()
+    results = list(Pipeline(_reader(views, delay=delay), model, batch_size=3, workers=3).run(paths))
+    assert [r.path for r in results] == paths
+    assert model.batches == [3, 3, 1]  # clips from different files share a batch
+    assert [float(r.output[0]) for r in results] == [float(i) for i in range(7)]
+    assert all(r.error is None and r.views == 1 for r in results)
+
+
+def test_pipeline_averages_views_and_splits_them_across_batches(tmp_path):
+    paths = _files(tmp_path, 3)
+    views = {paths[0]: (3, 10.0), paths[1]: (1, 5.0), paths[2]: (2, 0.0)}
+    model = FakeModel()
+    results = list(Pipeline(_reader(views), model, batch_size=2, workers=1).run(paths))
+    assert model.batches == [2, 2, 2]
+    assert [float(r.output[0]) for r in results] == [11.0, 5.0, 0.5]  # mean of 10,11,12 / 5 / mean of 0,1
+    assert [r.views for r in results] == [3, 1, 2]
+
+
+def test_pipeline_reports_failed_files_and_goes_on(tmp_path):
+    paths = _files(tmp_path, 4)
+    missing = str(tmp_path / "missing.mp4")
+    paths.insert(2, missing)
+    views = {p: (1, 1.0) for p in paths}
+    results = list(Pipeline(_reader(views, fail={paths[0]}), FakeModel(), batch_size=2).run(paths))
+    assert [r.path for r in results] == paths
+    assert results[0].error == "cannot decode video" and isinstance(results[0].exception, VideoError)
+    assert results[2].error == "no such file"
+    assert [r.error for r in results[1:2] + results[3:]] == [None, None, None]
+
+
+def test_pipeline_decodes_next_files_while_the_model_computes(tmp_path):
+    paths = _files(tmp_path, 4)
+    started = {p: threading.Event() for p in paths}
+    seen_during_compute = []
+
+    def read(path):
+        started[path].set()
+        return torch.zeros(2, 3, 4, 4), None
+
+    def compute(batch):
+        # The first batch holds file 0 only; the reader of file 1 must already be running (or done).
+        if not seen_during_compute:
+            seen_during_compute.append(started[paths[1]].wait(timeout=5))
+        return torch.zeros(batch.shape[0], 1)
+
+    list(Pipeline(read, compute, batch_size=1, workers=2).run(paths))
+    assert seen_during_compute == [True]
+
+
+# ------------------------------------------------------------------------------------------------ writers
+
+
+def _rec(path, score=0.5, error=None):
+    labels = [] if error else [{"label": "x", "score": score, "index": 1}]
+    return writers.make_record("classify", path=path, labels=labels, model="m", label_source="checkpoint",
+                               frame_indices=None if error else np.array([0, 2]),
+                               timestamps=None if error else np.array([0.0, 0.08]),
+                               approximate=None if error else False, error=error)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "table"])
+def test_stream_formats(fmt):
+    buf = io.StringIO()
+    sink = writers.open_sink("classify", fmt, None, resume=False, stdout=buf)
+    sink.write(_rec("a.mp4", 0.75))
+    sink.write(_rec("b,\"odd\".mp4", error="empty file"))
+    sink.close()
+    text = buf.getvalue()
+    if fmt == "jsonl":
+        recs = [json.loads(line) for line in text.splitlines()]
+    elif fmt == "json":
+        recs = json.loads(text)
+    elif fmt == "csv":
+        import csv
+
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert [r["path"] for r in rows] == ["a.mp4", 'b,"odd".mp4']
+        assert rows[0]["score"] == "0.75" and rows[0]["frame_indices"] == "0 2" and rows[1]["error"] == "empty file"
+        return
+    else:
+        assert text.splitlines() == ["a.mp4", "   0.7500  x", 'b,"odd".mp4', "  error: empty file"]
+        return
+    assert [r["path"] for r in recs] == ["a.mp4", 'b,"odd".mp4']
+    assert recs[0]["labels"] == [{"label": "x", "score": 0.75, "index": 1}] and recs[0]["frame_indices"] == [0, 2]
+    assert recs[1]["error"] == "empty file" and set(recs[1]) == set(recs[0])
+
+
+def test_empty_json_run_is_still_an_array():
+    buf = io.StringIO()
+    writers.open_sink("classify", "json", None, resume=False, stdout=buf).close()
+    assert json.loads(buf.getvalue()) == []
+
+
+def test_signals_deferred_holds_sigint_until_the_block_ends():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with writers.signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the interpreter would have run a normal handler by now
+            done.append("wrote")
+    assert done == ["wrote"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "out.npy"
+    target.write_bytes(b"old")
+
+    def boom(f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        writers.atomic_write(str(target), boom)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.npy"]
+
+
+def _emb(path, vec):
+    return writers.make_record("embed", path=path, dim=len(vec), pool="default", embedding=np.asarray(vec, np.float32),
+                               model="m", frame_indices=[0, 1], timestamps=[0.0, 0.5], approximate=False)
+
+
+def test_embedding_file_sidecar_and_journal_recovery(tmp_path):
+    out = str(tmp_path / "feats.npy")
+    order = ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
+    sink = writers.open_sink("embed", "npy", out, resume=False, order=order)
+    sink.write(_emb("b.mp4", [0.1, 2.0, -3.5]))
+    sink.write(_emb("a.mp4", [1.0, 1.0, 1.0]))
+    # A run killed with SIGKILL: no close(), a torn record at the end of the journal, no final file.
+    with open(writers.journal_path(out), "ab") as f:
+        f.write(b'{"path": "c.mp4", "embed')
+    assert not os.path.exists(out)
+    resumed = writers.open_sink("embed", "npy", out, resume=True, order=order, expect={"model": "m"})
+    assert resumed.done == {"a.mp4", "b.mp4"}
+    resumed.write(_emb("d.mp4", [4.0, 5.0, 6.0]))
+    resumed.write(writers.make_record("embed", path="c.mp4", model="m", error="empty file"))
+    resumed.close(complete=True)
+    array = np.load(out)
+    meta = json.load(open(writers.sidecar_path(out)))
+    assert array.dtype == np.float32 and array.shape == (3, 3)
+    assert [r["path"] for r in meta["rows"]] == ["a.mp4", "b.mp4", "d.mp4"]  # input order, not finishing order
+    np.testing.assert_array_equal(array[1], np.float32([0.1, 2.0, -3.5]))  # exact after the jsonl journal
+    assert meta["errors"] == [{"path": "c.mp4", "error": "empty file"}] and meta["complete"] is True
+    assert not os.path.exists(writers.journal_path(out))
+
+
+def test_resume_refuses_another_model_and_leaves_files_alone(tmp_path):
+    out = str(tmp_path / "feats.npz")
+    sink = writers.open_sink("embed", "npz", out, resume=False, order=["a.mp4"])
+    sink.write(_emb("a.mp4", [1.0, 2.0]))
+    sink.close(complete=False)
+    before = open(out, "rb").read()
+    with pytest.raises(UsageError, match="model"):
+        writers.open_sink("embed", "npz", out, resume=True, expect={"model": "other"})
+    assert open(out, "rb").read() == before
+    with np.load(out) as z:
+        assert z["paths"].tolist() == ["a.mp4"] and z["embeddings"].shape == (1, 2)
+    assert json.load(open(out + ".json"))["complete"] is False
+
+
+def test_jsonl_and_csv_resume_drop_failures_and_torn_lines(tmp_path):
+    for fmt in ("jsonl", "csv"):
+        out = str(tmp_path / f"r.{fmt}")
+        sink = writers.open_sink("classify", fmt, out, resume=False)
+        sink.write(_rec("a.mp4"))
+        sink.write(_rec("bad.mp4", error="not a video"))
+        sink.write(_rec("c.mp4"))
+        sink.close()
+        with open(out, "a") as f:
+            f.write('{"path": "torn' if fmt == "jsonl" else "d.mp4,1,x,0.5")
+        resumed = writers.open_sink("classify", fmt, out, resume=True)
+        assert resumed.done == {"a.mp4", "c.mp4"}
+        resumed.write(_rec("bad.mp4", 0.25))
+        resumed.close()
+        text = open(out).read()
+        if fmt == "jsonl":
+            paths = [json.loads(line)["path"] for line in text.splitlines()]
+        else:
+            import csv
+
+            paths = [r["path"] for r in csv.DictReader(io.StringIO(text))]
+        assert paths == ["a.mp4", "c.mp4", "bad.mp4"]
+
+
+def test_out_format_choice():
+    assert writers.out_format(None, None, task="classify", stdout_isatty=True) == "table"
+    assert writers.out_format(None, None, task="classify", stdout_isatty=False) == "jsonl"
+    assert writers.out_format("x.csv", None, task="classify", stdout_isatty=True) == "csv"
+    assert writers.out_format("x.csv", "json", task="classify", stdout_isatty=True) == "json"
+    assert writers.out_format("x.safetensors", None, task="embed", stdout_isatty=False) == "safetensors"
+    with pytest.raises(UsageError):
+        writers.out_format("x.bin", None, task="embed", stdout_isatty=False)
