@@ -145,3 +145,13 @@ def test_out_of_range_and_bad_files(videos, tmp_path):
     with pytest.raises(VideoError, match="text.webm"):
         vivitcli.read_frames(bad, [0])
     assert vivitcli.read_frames(path, []).shape[0] == 0
+
+
+def test_streams_without_timestamps_are_decoded_by_counting(tmp_path):
+    # A raw H.264 elementary stream carries no timestamps: frames are found by counting decoder output.
+    path = write_video(tmp_path / "raw.h264", num_frames=40, gop=10, bframes=2)
+    info = vivitcli.probe(path)
+    assert info.num_frames == 40 and info.fps == pytest.approx(25)
+    frames = vivitcli.read_frames(path, [30, 5, 12, 5])
+    assert [decode_index(f) for f in frames] == [30, 5, 12, 5]
+    assert last_read_stats()["sequential"]

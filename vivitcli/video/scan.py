@@ -107,14 +107,19 @@ def scan_stream(container, stream) -> FrameTable:
             rate = stream.average_rate or stream.guessed_rate
             last = int(round(1 / (rate * stream.time_base))) if rate else 1
     else:
+        # No usable timestamps (raw elementary streams): frames are counted, and timed at the nominal rate.
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        time_base = Fraction(1, 1) / Fraction(rate) if rate else Fraction(1, 25)
         table_pts = np.arange(len(rows), dtype=np.int64)
         key_positions = np.asarray([i for i, r in enumerate(rows) if r[1]], dtype=np.int64)
         key_pts = key_positions.copy()
         key_dts_arr = key_pts
         last = 1
+    if exact:
+        time_base = stream.time_base or Fraction(1, 1)
     return FrameTable(
         pts=table_pts, key_positions=key_positions.astype(np.int64), key_pts=key_pts, key_dts=key_dts_arr,
-        time_base=stream.time_base or Fraction(1, 1), frame_duration=int(last), exact=exact,
+        time_base=time_base, frame_duration=int(last), exact=exact,
     )
 
 

@@ -1,0 +1,224 @@
+"""Decode + preprocess per clip: vivitcli.read_clip against the Hugging Face docs recipe, in the same run.
+
+The recipe is the transformers docs' video-classification example: `sample_frame_indices` (stride clips;
+for uniform rows, the same uniform indices as vivitcli), `read_video_pyav` (decode from the start, keep
+the indexed frames) and `VivitImageProcessor` with google/vivit-b-16x2-kinetics400's preprocessing
+(shortest edge 224, crop 224, 1/127.5 with offset, mean/std 0.5). Both sides produce the same
+(32, 3, 224, 224) float tensor from the same frame indices; the script checks they agree.
+
+Every measurement runs in a fresh subprocess (imports excluded from the time, the frame-table cache
+cold), recipe and vivitcli alternating, and reports the median time and the subprocess's peak RSS.
+
+    python bench/bench_decode.py                 # all cases (clips generated on first run, ~10 min)
+    python bench/bench_decode.py --repeat 1 --only 720p_60s_gop250
+
+Clips come from bench/make_clips.sh (Debian's ffmpeg: testsrc2 + temporal grain, x264 fast, 30 fps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work"
+CLIPS = {
+    "720p_60s_gop250": "720p_60s_gop250.mp4",
+    "720p_60s_gop30": "720p_60s_gop30.mp4",
+    "480p_10min_gop250": "480p_10min_gop250.mp4",
+    "4k_10s_gop250": "4k_10s_gop250.mp4",
+}
+VIVIT_PREPROCESSING = {
+    "do_resize": True, "size": {"shortest_edge": 224}, "resample": 2, "do_center_crop": True,
+    "crop_size": {"height": 224, "width": 224}, "do_rescale": True, "rescale_factor": 1 / 127.5,
+    "offset": True, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+}
+NUM_FRAMES, FRAME_STEP, SEED = 32, 4, 0
+# (clip, sampling) → the speed-up the issue asks for (1.0: never slower).
+TARGETS = {
+    ("720p_60s_gop250", "uniform"): 2.0,
+    ("480p_10min_gop250", "uniform"): 4.0,
+    ("480p_10min_gop250", "stride"): 5.0,
+    ("720p_60s_gop250", "stride"): 5.0,
+    ("720p_60s_gop30", "stride"): 5.0,
+    ("4k_10s_gop250", "stride"): 5.0,
+}
+
+
+# ----------------------------------------------------------------------------------------- the recipe
+def sample_frame_indices(clip_len, frame_sample_rate, seg_len):
+    """Verbatim from the transformers docs."""
+    import numpy as np
+
+    converted_len = int(clip_len * frame_sample_rate)
+    end_idx = np.random.randint(converted_len, seg_len)
+    start_idx = end_idx - converted_len
+    indices = np.linspace(start_idx, end_idx, num=clip_len)
+    indices = np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
+    return indices
+
+
+def read_video_pyav(container, indices):
+    """Verbatim from the transformers docs."""
+    import numpy as np
+
+    frames = []
+    container.seek(0)
+    start_index = indices[0]
+    end_index = indices[-1]
+    for i, frame in enumerate(container.decode(video=0)):
+        if i > end_index:
+            break
+        if i >= start_index and i in indices:
+            frames.append(frame)
+    return np.stack([x.to_ndarray(format="rgb24") for x in frames])
+
+
+def run_recipe(path: Path, sampling: str):
+    import av
+    import numpy as np
+    import warnings
+    from transformers import VivitImageProcessor
+
+    from vivitcli.video.sampling import uniform_indices
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        processor = VivitImageProcessor(**VIVIT_PREPROCESSING)
+    start = time.perf_counter()
+    container = av.open(str(path))
+    seg_len = container.streams.video[0].frames
+    if sampling == "stride":
+        np.random.seed(SEED)
+        indices = sample_frame_indices(clip_len=NUM_FRAMES, frame_sample_rate=FRAME_STEP, seg_len=seg_len)
+    else:
+        indices = uniform_indices(seg_len, NUM_FRAMES)
+    video = read_video_pyav(container, indices)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pixel_values = processor(list(video), return_tensors="pt")["pixel_values"][0]
+    container.close()
+    return time.perf_counter() - start, pixel_values, indices
+
+
+def run_ours(path: Path, sampling: str):
+    from vivitcli.clip import read_clip
+    from vivitcli.preprocess import Preprocessor
+    from vivitcli.video import scan
+
+    pre = Preprocessor.from_config(VIVIT_PREPROCESSING, "vivit")
+    scan._CACHE.clear()  # every run pays for its own packet scan, as a fresh `vivit` process would
+    start = time.perf_counter()
+    kw = {"seed": SEED} if sampling == "stride" else {}
+    clip, info = read_clip(path, pre, NUM_FRAMES, sampling=sampling, frame_step=FRAME_STEP, return_info=True,
+                           **kw)
+    return time.perf_counter() - start, clip, info.indices
+
+
+def worker(impl: str, clip: str, sampling: str, out: Path | None):
+    import numpy as np
+
+    path = WORK / CLIPS[clip]
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn = run_recipe if impl == "recipe" else run_ours
+    seconds, tensor, indices = fn(path, sampling)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {"impl": impl, "clip": clip, "sampling": sampling, "seconds": seconds,
+              "peak_rss_mib": peak / 1024, "rss_before_mib": base_rss / 1024,
+              "indices": np.asarray(indices).tolist(), "shape": list(tensor.shape)}
+    if out is not None:
+        import torch
+
+        torch.save(tensor.contiguous(), out)
+    print(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------------------- driver
+def spawn(impl: str, clip: str, sampling: str, save: Path | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", impl, clip, sampling]
+    if save is not None:
+        cmd += ["--save", str(save)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
+    if proc.returncode != 0:
+        raise SystemExit(f"{impl} {clip} {sampling} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ensure_clips(names):
+    missing = [n for n in names if not (WORK / CLIPS[n]).exists()]
+    if missing:
+        print(f"generating {', '.join(missing)} with bench/make_clips.sh ...", file=sys.stderr)
+        subprocess.run(["bash", str(HERE / "make_clips.sh")], check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", nargs=3, metavar=("IMPL", "CLIP", "SAMPLING"), help=argparse.SUPPRESS)
+    ap.add_argument("--save", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per side and case (median reported)")
+    ap.add_argument("--only", nargs="*", choices=list(CLIPS), help="clips to run (default: all)")
+    ap.add_argument("--sampling", nargs="*", default=["uniform", "stride", "keyframes"],
+                    choices=["uniform", "stride", "keyframes"])
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args()
+    if args.worker:
+        worker(*args.worker, args.save)
+        return
+
+    import torch
+
+    clips = args.only or list(CLIPS)
+    ensure_clips(clips)
+    rows = []
+    load = os.getloadavg()
+    print(f"# load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    header = (f"| clip | sampling | recipe s | vivitcli s | speed-up | target | recipe peak RSS MiB "
+              f"| vivitcli peak RSS MiB | max abs diff |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for clip in clips:
+        for sampling in args.sampling:
+            recipe_times, our_times, recipe_rss, our_rss = [], [], [], []
+            diff = None
+            recipe_sampling = "uniform" if sampling == "keyframes" else sampling
+            for r in range(args.repeat):
+                save = r == 0
+                rec = spawn("recipe", clip, recipe_sampling, WORK / "recipe.pt" if save else None)
+                ours = spawn("ours", clip, sampling, WORK / "ours.pt" if save else None)
+                recipe_times.append(rec["seconds"]), our_times.append(ours["seconds"])
+                recipe_rss.append(rec["peak_rss_mib"]), our_rss.append(ours["peak_rss_mib"])
+                if save:
+                    a, b = torch.load(WORK / "recipe.pt"), torch.load(WORK / "ours.pt")
+                    if sampling != "keyframes":
+                        if rec["indices"] != ours["indices"]:
+                            raise SystemExit(f"{clip} {sampling}: different indices")
+                        diff = (a - b).abs().max().item()
+            rt, ot = statistics.median(recipe_times), statistics.median(our_times)
+            target = TARGETS.get((clip, sampling), 1.0 if sampling != "keyframes" else None)
+            ratio = rt / ot
+            mark = "" if target is None else (" ✓" if ratio >= target else " ✗")
+            row = {"clip": clip, "sampling": sampling, "recipe_s": rt, "ours_s": ot, "speedup": ratio,
+                   "target": target, "recipe_peak_rss_mib": max(recipe_rss), "ours_peak_rss_mib": max(our_rss),
+                   "max_abs_diff": diff, "repeat": args.repeat}
+            rows.append(row)
+            label = f"{sampling} {NUM_FRAMES}" if sampling != "stride" else f"stride {FRAME_STEP}×{NUM_FRAMES}"
+            if sampling == "keyframes":
+                label = f"keyframes {NUM_FRAMES} (approx.) vs recipe uniform"
+            print(f"| {clip} | {label} | {rt:.2f} | {ot:.2f} | {ratio:.1f}×{mark} | "
+                  f"{'—' if target is None else f'≥{target:g}×'} | {max(recipe_rss):.0f} | {max(our_rss):.0f} | "
+                  f"{'—' if diff is None else f'{diff:.2g}'} |", flush=True)
+    load = os.getloadavg()
+    print(f"# load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
