@@ -140,6 +140,58 @@ def worker(impl: str, clip: str, sampling: str, out: Path | None):
     print(json.dumps(result))
 
 
+# ----------------------------------------------------------------------------------------- early resize
+def resize_parity(clips, frames_per_clip: int = 8):
+    """Max/mean difference (8-bit levels) of resizing in libswscale during decode vs the PIL path the HF
+    processors use (full-size rgb24, PIL bilinear), after the 224 centre crop, and the time per frame."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from vivitcli.preprocess import Preprocessor
+    from vivitcli.video.decode import decode_positions
+    from vivitcli.video.sampling import uniform_indices
+    from vivitcli.video.scan import frame_table
+
+    pre = Preprocessor.from_config(VIVIT_PREPROCESSING, "vivit")
+    methods = {
+        "swscale BILINEAR": lambda f, w, h: f.reformat(w, h, "rgb24", interpolation="BILINEAR").to_ndarray(),
+        "swscale BILINEAR|ACCURATE_RND": lambda f, w, h: f.reformat(
+            w, h, "rgb24", interpolation=av.video.reformatter.Interpolation.BILINEAR
+            | av.video.reformatter.Interpolation.ACCURATE_RND).to_ndarray(),
+        "swscale AREA": lambda f, w, h: f.reformat(w, h, "rgb24", interpolation="AREA").to_ndarray(),
+        "swscale BICUBIC": lambda f, w, h: f.reformat(w, h, "rgb24", interpolation="BICUBIC").to_ndarray(),
+        "rgb24 + PIL (HF path)": lambda f, w, h: np.asarray(
+            Image.fromarray(f.to_ndarray(format="rgb24")).resize((w, h), Image.BILINEAR)),
+    }
+    print("| clip | resize | max abs diff (levels) | mean abs diff (levels) | ms / frame |")
+    print("|---|---|---|---|---|")
+    for clip in clips:
+        path = WORK / CLIPS[clip]
+        idx = uniform_indices(frame_table(path).num_frames, frames_per_clip)
+        frames = decode_positions(path, idx, convert=lambda f: f)
+        ref = {}
+        for name, fn in methods.items():
+            diffs, seconds = [], 0.0
+            for i, frame in frames.items():
+                h, w = pre.resize_shape(frame.height, frame.width)
+                t0 = time.perf_counter()
+                out = pre.crop(fn(frame, w, h))
+                seconds += time.perf_counter() - t0
+                if name.startswith("rgb24"):
+                    ref[i] = out
+                diffs.append(out.astype(np.int16))
+            if name.startswith("rgb24"):
+                print(f"| {clip} | {name} | 0 | 0 | {1000 * seconds / len(frames):.1f} |")
+                continue
+            methods[name] = (diffs, seconds)
+        for name, value in methods.items():
+            if isinstance(value, tuple):
+                diffs, seconds = value
+                d = np.stack([np.abs(a - ref[i].astype(np.int16)) for a, i in zip(diffs, frames)])
+                print(f"| {clip} | {name} | {d.max()} | {d.mean():.2f} | {1000 * seconds / len(frames):.1f} |")
+
+
 # ----------------------------------------------------------------------------------------- driver
 def spawn(impl: str, clip: str, sampling: str, save: Path | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, clip, sampling]
@@ -167,6 +219,8 @@ def main():
     ap.add_argument("--sampling", nargs="*", default=["uniform", "stride", "keyframes"],
                     choices=["uniform", "stride", "keyframes"])
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--resize-parity", action="store_true",
+                    help="only measure libswscale resizing against the PIL path and exit")
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker, args.save)
@@ -176,6 +230,9 @@ def main():
 
     clips = args.only or list(CLIPS)
     ensure_clips(clips)
+    if args.resize_parity:
+        resize_parity(clips)
+        return
     rows = []
     load = os.getloadavg()
     print(f"# load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs", flush=True)

@@ -17,6 +17,7 @@ _LAZY = {
     "sample_indices": "vivitcli.video.sampling",
     "read_frames": "vivitcli.video.decode",
     "read_clip": "vivitcli.clip",
+    "ClipInfo": "vivitcli.clip",
     "Preprocessor": "vivitcli.preprocess",
 }
 

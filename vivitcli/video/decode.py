@@ -98,6 +98,7 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
     if keyframes_only:
         ctx.skip_frame = "NONKEY"
     state = {"skipping": False}
+    first_pts = int(table.pts[0])
     stats = _STATS.value
 
     def run(packets, verify_target: int | None, cur: int, ti: int):
@@ -114,6 +115,8 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
                 stats["frames"] += 1
                 pos = pos_of.get(frame.pts) if frame.pts is not None else None
                 if pos is None:
+                    if frame.pts is not None and frame.pts < first_pts:
+                        continue  # edit-list lead-in that a decoder showed anyway: never a position
                     raise _Restart()
                 if verify_target is not None:
                     if pos > verify_target:
