@@ -66,7 +66,7 @@ complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l steps -x -d 'Tim
 complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l warmup -x -d 'Untimed steps before them'
 complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l mode -x -d 'inference, training (forward + backward + AdamW step), or both: inf...'
 complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l format -s f -x -d 'table (markdown, the docs\' layout), json or csv'
-complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l video -r -F -d 'Time each stage of the real pipeline on these files instead (probe,...'
+complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l video -r -F -d 'Time each stage of the real pipeline on these files instead: probe,...'
 complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l seed -x -d 'Seed for random weights, inputs and labels'
 complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l threads -x -d 'torch CPU threads'
 complete -c vivit -n '__fish_seen_subcommand_from benchmark' -l quiet -s q -d 'No progress bar and no warnings on stderr'

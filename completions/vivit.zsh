@@ -77,7 +77,7 @@ _vivit_benchmark() {
         '--warmup[Untimed steps before them]:warmup: ' \
         '--mode[inference, training (forward + backward + AdamW step), or both\: inf...]:mode: ' \
         '(--format -f)'{--format,-f}'[table (markdown, the docs'\'' layout), json or csv]:format: ' \
-        '*--video[Time each stage of the real pipeline on these files instead (probe,...]:video:_files' \
+        '*--video[Time each stage of the real pipeline on these files instead\: probe,...]:video:_files' \
         '--seed[Seed for random weights, inputs and labels]:seed: ' \
         '--threads[torch CPU threads]:threads: ' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \

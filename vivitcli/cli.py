@@ -125,7 +125,9 @@ for _module in (classify, embed, models, benchmark, convert, sample_clip):
 
 def main() -> None:
     try:
-        app()
+        # A fixed name: usage lines and the completion variable (_VIVIT_COMPLETE) read the same under
+        # `python -m vivitcli` as under the `vivit` script.
+        app(prog_name="vivit")
     except KeyboardInterrupt:
         # Ctrl-C outside a command body (e.g. during import); same code as inside one.
         typer.echo("interrupted", err=True)
