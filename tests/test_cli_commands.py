@@ -52,6 +52,8 @@ def test_classify_folder_jsonl_records_and_bad_files(data):
     err_lines = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert sorted(line.split(": ")[1] for line in err_lines) == sorted(data["bad"])
     assert "Traceback" not in r.stderr
+    # stderr is not a terminal here: no progress bar, only the error lines and the summary.
+    assert r.stderr.splitlines() == err_lines + ["vivit: 2 of 6 inputs failed"]
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "table"])
@@ -253,6 +255,18 @@ def test_resume_after_an_interrupted_run(data, tmp_path, monkeypatch, suffix):
         for p in files:
             assert got[p]["error"] == want[p]["error"]
             assert [x["index"] for x in got[p]["labels"]] == [x["index"] for x in want[p]["labels"]]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".npy"])
+def test_a_run_that_dies_before_any_result_leaves_old_outputs_alone(data, tmp_path, monkeypatch, suffix):
+    command = "embed" if suffix == ".npy" else "classify"
+    out = tmp_path / f"o{suffix}"
+    assert run(command, data["good"][0], "-m", data["ckpt"], "--out", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with monkeypatch.context() as m:
+        _Interrupt(m, at=1)
+        assert run(command, *data["good"], "-m", data["ckpt"], "--out", out).exit_code == 130
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_resume_into_another_models_output_is_refused(data, tmp_path):

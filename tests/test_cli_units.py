@@ -297,3 +297,32 @@ def test_out_format_choice():
     assert writers.out_format("x.safetensors", None, task="embed", stdout_isatty=False) == "safetensors"
     with pytest.raises(UsageError):
         writers.out_format("x.bin", None, task="embed", stdout_isatty=False)
+
+
+# ----------------------------------------------------------------------------------------------- progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_never_when_quiet():
+    from vivitcli.commands._common import Reporter
+
+    term = _Terminal()
+    rep = Reporter(2, quiet=False, stream=term)
+    assert rep.progress is not None
+    rep.advance(3)
+    rep.log("error: a.mp4: empty file")
+    rep.advance(1)
+    rep.close()
+    out = term.getvalue()
+    assert "error: a.mp4: empty file" in out and "files" in out and "clips/s" in out
+    for stream, quiet in ((_Terminal(), True), (io.StringIO(), False)):
+        rep = Reporter(2, quiet=quiet, stream=stream)
+        assert rep.progress is None
+        rep.advance(1)
+        rep.log("error: b.mp4: empty file")
+        rep.close()
+        assert stream.getvalue() == "error: b.mp4: empty file\n"

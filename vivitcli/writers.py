@@ -328,6 +328,12 @@ def read_embedding_files(path: str) -> list[dict]:
 # Writing files atomically.
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _tmp_name(path: str) -> str:
     head, tail = os.path.split(path)
     return os.path.join(head, f".{tail}.{os.getpid()}.tmp")
@@ -481,17 +487,27 @@ class AppendFileSink(Sink):
     def __init__(self, path: str, fmt_name: str, *, resume: bool, expect: dict | None = None):
         super().__init__(expect)
         self.path, self.fmt = path, FORMAT_CLASSES[fmt_name]()
-        exists = os.path.exists(path)
+        self._fd = None
+        self._fresh = not (resume and os.path.exists(path))
         if resume and fmt_name == "table":
             raise UsageError("--resume needs a machine-readable --out (jsonl or csv)")
-        if resume and exists:
+        if not self._fresh:
             self._resume(fmt_name)
-        else:
-            atomic_write(path, lambda f: f.write(self.fmt.header().encode("utf-8")))
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except OSError as err:
-            raise OutputError(f"{path}: cannot open for writing ({err.strerror})") from None
+            self._open()
+        elif not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            raise OutputError(f"{path}: cannot write to its folder")
+        # A fresh file is created on the first record, so a run that dies before producing any (a model that
+        # fails to run, an early Ctrl-C) leaves an existing file of that name as it was.
+
+    def _open(self) -> None:
+        if self._fd is None:
+            if self._fresh:
+                atomic_write(self.path, lambda f: f.write(self.fmt.header().encode("utf-8")))
+                self._fresh = False
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            except OSError as err:
+                raise OutputError(f"{self.path}: cannot open for writing ({err.strerror})") from None
 
     def _resume(self, fmt_name: str) -> None:
         if fmt_name == "jsonl":
@@ -510,10 +526,13 @@ class AppendFileSink(Sink):
     def write(self, record):
         data = self.fmt.record(record, self.count == 0).encode("utf-8")
         with signals_deferred():
-            os.write(self._fd, data)
+            self._open()
+            _write_all(self._fd, data)
             self.count += 1
 
     def close(self, complete=True):
+        if complete:
+            self._open()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -559,7 +578,7 @@ class FinalFileSink(Sink):
     def write(self, record):
         data = (json.dumps(jsonable(record), ensure_ascii=False) + "\n").encode("utf-8")
         with signals_deferred():
-            os.write(self._fd, data)
+            _write_all(self._fd, data)
             self.records.append(record)
             self.count += 1
 
@@ -576,6 +595,12 @@ class FinalFileSink(Sink):
         with signals_deferred():
             os.close(self._fd)
             self._fd = None
+            if not complete and self.count == 0:
+                # Nothing new (the run died before its first result): the files stay as they were.
+                if not self.previous:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.journal)
+                return
             records = self._sorted()
             if self.kind == "json":
                 fmt = JsonFormat()

@@ -5,6 +5,7 @@ Imported by the command functions only when they run (it pulls in numpy, torch a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -97,6 +98,18 @@ class Reporter:
         else:
             print(message, file=self.stream, flush=True)
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Take the bar off the screen while something else (results on a terminal stdout) is printed."""
+        if self.progress is None:
+            yield
+            return
+        self.progress.stop()
+        try:
+            yield
+        finally:
+            self.progress.start()
+
     def note(self, message: str) -> None:
         if not self.quiet:
             self.log(message)
@@ -165,6 +178,8 @@ def run(opts: RunOptions, make_record: Callable, prepare: Callable) -> None:
             return read_clip(path, model.preprocessor, num_frames=num_frames, return_info=True, **read_kw)
 
         pipeline = Pipeline(read, compute, batch_size=opts.batch_size, workers=opts.workers)
+        # Results printed to the same terminal as the bar would be torn by its redraws.
+        shares_screen = opts.out is None and reporter.progress is not None and sys.stdout.isatty()
         results = pipeline.run(todo)
         for res in results:
             if res.error is not None:
@@ -172,7 +187,11 @@ def run(opts: RunOptions, make_record: Callable, prepare: Callable) -> None:
                 reporter.log(f"error: {res.path}: {res.error}")
                 if debug_wanted(opts.debug) and res.exception is not None:
                     reporter.log("".join(traceback.format_exception(res.exception)).rstrip())
-            sink.write(make_record(res, meta))
+            if shares_screen:
+                with reporter.paused():
+                    sink.write(make_record(res, meta))
+            else:
+                sink.write(make_record(res, meta))
             reporter.advance(res.views)
         complete = True
     finally:

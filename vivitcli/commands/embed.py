@@ -63,8 +63,15 @@ def command(
 
 
 def _prepare(model, opts):
+    import torch
+
     pool = opts.extra["pool"]
     device, dtype = model.device, model.dtype
+    hidden = (getattr(model, "config", None) or {}).get("hidden_size")
+    if hidden and hasattr(model, "pool"):
+        # A pool the model lacks (VideoMAE has no CLS) is refused now, before any output file is touched.
+        with torch.inference_mode():
+            model.pool(torch.zeros(1, 2, hidden, device=device, dtype=dtype), pool)
 
     def compute(batch):
         return model.embed(batch.to(device=device, dtype=dtype), pool=pool)
