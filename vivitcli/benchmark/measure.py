@@ -37,19 +37,16 @@ def torch_dtype(name: str):
 
 
 def build(config: Config):
-    """The VideoModel a configuration runs: random weights for a config dict, else a loaded checkpoint."""
-    import torch
-
+    """The VideoModel a configuration runs: seeded random weights for a preset or config dict (so eager and
+    sdpa, measured in separate processes, get identical weights), else the loaded checkpoint."""
     from vivitcli.benchmark.source import resolve
 
     model_config = config.model_config if config.model_config is not None else resolve(config.model)
-    kwargs = dict(device=config.device, dtype=torch_dtype(config.dtype), attn=config.attn)
+    kwargs = dict(device=config.device, dtype=config.dtype, attn=config.attn)
     if model_config is not None:
         from vivitcli.models import build_model
 
-        # Seeded, so the eager and sdpa configurations (separate processes) get identical weights.
-        torch.manual_seed(config.seed)
-        return build_model(model_config, **kwargs)
+        return build_model(model_config, name=config.model, seed=config.seed, **kwargs)
     from vivitcli import load_model
 
     return load_model(config.model, **kwargs)
@@ -128,6 +125,8 @@ def measure(config: Config, *, isolated: bool = False, builder=build) -> Measure
     import torch
 
     device = torch.device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     result = Measurement()
     try:
         _run(config, device, isolated, builder, result)
@@ -149,7 +148,7 @@ def _run(config: Config, device, isolated: bool, builder, result: Measurement) -
     model = builder(config)
     pixels = make_inputs(model, config.batch_size, config.seed).to(device=device, dtype=torch_dtype(config.dtype))
     step = make_step(model, pixels, config.mode, config.seed)
-    meter.exclude_setup()
+    meter.exclude_setup(memory.held_bytes(model, pixels))
     sync = timing.synchronizer(device)
 
     def first_step():

@@ -1,16 +1,22 @@
 """Peak memory of one benchmark configuration, measured the way that is right for each device.
 
-CUDA: the caching allocator's own counters. `torch.cuda.max_memory_allocated` is reset before the model is
-built, so the peak covers weights, inputs, activations and (training) gradients and optimizer state, and
-nothing the allocator merely keeps cached.
+Both methods report what the configuration needs at its peak: weights, input, activations and, in
+training, gradients and optimizer state.
 
-CPU: there is no allocator counter, and the process's peak RSS only ever grows, so a configuration must run
-in a fresh process (see `vivitcli.benchmark.worker`). There the peak is the kernel's resident-set
-high-water mark (VmHWM) above a baseline RSS read after torch is imported and before the model is built.
-The model build is excluded from the peak: after building, freed heap is given back to the OS
-(malloc_trim) and the high-water mark is reset (/proc/self/clear_refs), so a float32 init cast to
-bfloat16 does not count as the bfloat16 configuration's peak. Where those Linux interfaces are missing,
-the lifetime peak (getrusage ru_maxrss) is used and the method string says so.
+CUDA: the caching allocator's own counters. `torch.cuda.max_memory_allocated` is reset before the model is
+built, so the peak covers everything the configuration allocated, and nothing the allocator merely caches.
+
+CPU: there is no allocator counter, and a process's peak RSS only ever grows, so each configuration runs
+in a fresh process (see `vivitcli.benchmark.worker`). Building a model there also imports modules and
+makes transient copies (a float32 init cast to bfloat16), which are not the configuration's memory. So:
+
+    peak = bytes of the model's parameters, buffers and input (exact, counted from the tensors)
+         + (peak RSS during the steps - RSS just before them)
+
+Before the steps, freed heap is handed back to the OS (malloc_trim) and the kernel's high-water mark is
+reset (/proc/self/clear_refs), so VmHWM afterwards is the steps' own peak: activations, gradients,
+optimizer state, allocator slack, and the few MB of library code the first step pages in. Where those
+Linux interfaces are missing, the lifetime peak (ru_maxrss) is used and the method string says so.
 
 MB here means 2**20 bytes, as in the tables of the transformers docs.
 """
@@ -27,10 +33,10 @@ import sys
 MB = 1024 * 1024
 
 CUDA_METHOD = "cuda: torch.cuda.max_memory_allocated, reset before each configuration (weights included)"
-RSS_METHOD = ("cpu: peak RSS (VmHWM) above the RSS before the model was built, one fresh subprocess per "
-              "configuration (weights included)")
-MAXRSS_METHOD = ("cpu: lifetime peak RSS (ru_maxrss) above the RSS before the model was built, one fresh "
-                 "subprocess per configuration (weights and model build included)")
+RSS_METHOD = ("cpu: weights + input bytes + peak RSS growth (VmHWM) during the steps, one fresh subprocess "
+              "per configuration")
+MAXRSS_METHOD = ("cpu: weights + input bytes + lifetime peak RSS (ru_maxrss) above the RSS before the steps, "
+                 "one fresh subprocess per configuration")
 NO_METHOD = "not measured on this device"
 
 _STATUS = "/proc/self/status"
@@ -97,28 +103,44 @@ def volunteer_for_oom_killer() -> None:
 
 
 class RssPeak:
-    """Peak RSS above a baseline, for one configuration in a fresh process.
+    """Peak memory of one configuration in a fresh process, from tensor sizes and the RSS high-water mark.
 
-        meter = RssPeak()            # baseline: torch imported, nothing built yet
-        model = build(...)
-        meter.exclude_setup()        # model build transients do not count
+        meter = RssPeak()
+        model, pixels = build(...)
+        meter.exclude_setup(held_bytes(model, pixels))   # just before the first step
         ... run the steps ...
         meter.peak_bytes()
     """
 
-    def __init__(self):
-        self.baseline = current_rss()
-        self.method = RSS_METHOD if self.baseline is not None else MAXRSS_METHOD
-        if self.baseline is None:
-            self.baseline = 0
+    method = RSS_METHOD
 
-    def exclude_setup(self) -> None:
+    def __init__(self):
+        self.held = 0
+        self.before = 0
+
+    def exclude_setup(self, held: int = 0) -> None:
+        self.held = held
         release_free_heap()
         if not reset_peak_rss():
             self.method = MAXRSS_METHOD
+        self.before = current_rss() or 0
 
     def peak_bytes(self) -> int:
-        return max(0, peak_rss() - self.baseline)
+        return self.held + max(0, peak_rss() - self.before)
+
+
+def held_bytes(*objects) -> int:
+    """Bytes of the distinct tensor storages in modules (parameters and buffers) and tensors, each counted once
+    (tied or fused weights share a storage)."""
+    import torch
+
+    storages = {}
+    for obj in objects:
+        tensors = [*obj.parameters(), *obj.buffers()] if isinstance(obj, torch.nn.Module) else [obj]
+        for t in tensors:
+            st = t.untyped_storage()
+            storages[(st.device, st.data_ptr())] = st.nbytes()
+    return sum(storages.values())
 
 
 class CudaPeak:
@@ -136,8 +158,8 @@ class CudaPeak:
         self.baseline = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
 
-    def exclude_setup(self) -> None:
-        # Building allocates only what the model keeps (weights) on the device: nothing to exclude.
+    def exclude_setup(self, held: int = 0) -> None:
+        # The allocator counted the model and input as they were made; a CPU-side build leaves nothing here.
         pass
 
     def peak_bytes(self) -> int:
@@ -150,7 +172,7 @@ class NoPeak:
 
     method = NO_METHOD
 
-    def exclude_setup(self) -> None:
+    def exclude_setup(self, held: int = 0) -> None:
         pass
 
     def peak_bytes(self) -> None:

@@ -20,6 +20,18 @@ SCHEMA = "vivitcli.benchmark/1"
 
 def environment(device: str, memory_method: str) -> dict:
     """Where the numbers come from: versions, device name, thread count, memory method, definitions."""
+    return {
+        **machine(device),
+        "memory_method": memory_method,
+        "ms_per_clip": "median step time / batch size",
+        "speedup_pct": "(eager ms / sdpa ms - 1) * 100",
+        "mem_saved_pct": "(eager MB / sdpa MB - 1) * 100, MB = 2**20 bytes",
+        "max_abs_diff": "max |eager - sdpa| over the first step's outputs, in float32",
+    }
+
+
+def machine(device: str) -> dict:
+    """Versions, device name and thread count."""
     import torch
 
     from vivitcli import __version__
@@ -38,11 +50,6 @@ def environment(device: str, memory_method: str) -> dict:
         "device": device,
         "device_name": name,
         "cpu_threads": torch.get_num_threads(),
-        "memory_method": memory_method,
-        "ms_per_clip": "median step time / batch size",
-        "speedup_pct": "(eager ms / sdpa ms - 1) * 100",
-        "mem_saved_pct": "(eager MB / sdpa MB - 1) * 100, MB = 2**20 bytes",
-        "max_abs_diff": "max |eager - sdpa| over the first step's logits, in float32",
     }
 
 

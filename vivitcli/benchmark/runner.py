@@ -44,6 +44,7 @@ def run_benchmark(
     steps: int,
     warmup: int,
     seed: int = 0,
+    threads: int | None = None,
     model_configs: dict[str, dict] | None = None,
     measure: Measure | None = None,
     on_progress: Callable[[Config], None] | None = None,
@@ -62,7 +63,7 @@ def run_benchmark(
     rows = []
     for model, mode, dtype, batch in plan(models, modes, dtypes, batch_sizes):
         base = Config(model=model, device=device, dtype=dtype, batch_size=batch, mode=mode, steps=steps,
-                      warmup=warmup, seed=seed, model_config=model_configs.get(model))
+                      warmup=warmup, seed=seed, threads=threads, model_config=model_configs.get(model))
         results = {}
         for attn in ATTNS:
             key = (model, mode, dtype, attn)

@@ -29,6 +29,7 @@ class Config:
     steps: int = 10
     warmup: int = 2
     seed: int = 0
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
     # An HF config.json dict: build this architecture with seeded random weights instead of loading `model`.
     model_config: dict | None = None
 
