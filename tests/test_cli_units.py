@@ -289,6 +289,14 @@ def test_jsonl_and_csv_resume_drop_failures_and_torn_lines(tmp_path):
         assert paths == ["a.mp4", "c.mp4", "bad.mp4"]
 
 
+def test_resume_refuses_a_foreign_file(tmp_path):
+    out = tmp_path / "other.jsonl"
+    out.write_text('{"id": 1}\n')
+    with pytest.raises(writers.OutputError, match="not written by vivit"):
+        writers.open_sink("classify", "jsonl", str(out), resume=True)
+    assert out.read_text() == '{"id": 1}\n'
+
+
 def test_out_format_choice():
     assert writers.out_format(None, None, task="classify", stdout_isatty=True) == "table"
     assert writers.out_format(None, None, task="classify", stdout_isatty=False) == "jsonl"

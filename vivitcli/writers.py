@@ -436,6 +436,9 @@ class Sink:
                                      "use the same options, or start over without --resume")
 
     def _remember_previous(self, records: list[dict]) -> None:
+        if any(not isinstance(r, dict) or not isinstance(r.get("path"), str) for r in records):
+            raise OutputError(f"{getattr(self, 'path', '')}: not written by vivit (records without a path), "
+                              "cannot resume from it", "start over without --resume, or pick another --out")
         self.previous = [r for r in records if not r.get("error")]
         self.done = {_norm(r["path"]) for r in self.previous}
         # Checked before anything is rewritten: a refused resume leaves the files as they were.

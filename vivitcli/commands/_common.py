@@ -152,6 +152,8 @@ def run(opts: RunOptions, make_record: Callable, prepare: Callable) -> None:
     fmt = writers.out_format(opts.out, opts.fmt, task=opts.task, stdout_isatty=sys.stdout.isatty())
     if opts.resume and opts.out is None:
         raise UsageError("--resume needs --out FILE", "stdout cannot be continued; write to a file")
+    if "-" in opts.inputs and sys.stdin.isatty() and not opts.quiet:
+        print("vivit: reading paths from stdin, one per line (end with Ctrl-D)", file=sys.stderr)
     paths = collect_paths(opts.inputs, parse_extensions(opts.ext))
 
     from vivitcli import load_model
