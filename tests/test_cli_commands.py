@@ -101,6 +101,12 @@ def test_stdin_list_and_missing_file(data):
     assert f"error: {missing}: no such file" in r.stderr
 
 
+def test_ext_picks_the_extensions_walked(data):
+    r = run("classify", data["dir"], "-m", data["ckpt"], "--ext", "webm,MKV")
+    assert [x["path"] for x in jsonl(r.stdout)] == [p for p in data["all"] if p.endswith((".webm", ".mkv"))]
+    assert r.exit_code == 1  # empty.mkv is among them
+
+
 def test_exit_codes_and_usage_errors(data):
     good = data["good"][0]
     assert run("classify", good, "-m", data["ckpt"]).exit_code == 0

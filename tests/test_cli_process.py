@@ -95,6 +95,23 @@ def test_stdin_list_through_a_pipe(data):
     assert "Traceback" not in proc.stderr
 
 
+def test_shell_loop_gives_what_one_call_gives(data, tmp_path):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    shutil.copy(data["good"][0], folder / "x.mp4")
+    write_video(folder / "y.mp4", num_frames=12, width=40, height=40)
+    loop = subprocess.run(
+        ["bash", "-c", f'for f in "$1"/*.mp4; do "{sys.executable}" -m vivitcli classify "$f" -m "$2"; done', "-",
+         str(folder), data["ckpt"]], capture_output=True, text=True, env=_env(), check=True)
+    one = CliRunner().invoke(app, ["classify", str(folder), "-m", data["ckpt"], "-b", "2"])
+    a, b = jsonl(loop.stdout), jsonl(one.stdout)
+    assert [r["path"] for r in a] == [r["path"] for r in b] == [str(folder / "x.mp4"), str(folder / "y.mp4")]
+    for ra, rb in zip(a, b):
+        assert [x["index"] for x in ra["labels"]] == [x["index"] for x in rb["labels"]]
+        np.testing.assert_allclose([x["score"] for x in ra["labels"]], [x["score"] for x in rb["labels"]], atol=2e-6)
+        assert ra["frame_indices"] == rb["frame_indices"]
+
+
 def test_ctrl_c_mid_run_leaves_a_valid_npy_and_resume_finishes_it(data, tmp_path):
     out = tmp_path / "feats.npy"
     proc = _start(data, "embed", data["dir"], "-m", data["ckpt"], "-b", "1", "--workers", "1", "--out", out,
