@@ -99,9 +99,15 @@ class Attention(nn.Module):
         if self.impl == "sdpa":
             out = F.scaled_dot_product_attention(q, k, v)
         else:
-            scores = torch.matmul(q, k.transpose(-2, -1)) * self.scale          # (B, H, N, N)
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-            out = torch.matmul(probs, v)
+            # Scaling q (N·hd values) instead of the scores (N·N) saves a full pass over the largest tensor.
+            scores = torch.matmul(q * self.scale, k.transpose(-2, -1))         # (B, H, N, N)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+            if v.dtype == torch.float32 or v.device.type != "cpu":
+                out = torch.matmul(probs.to(v.dtype), v)
+            else:
+                # Multiplying the float32 probabilities by v upcast is cheaper on CPU than casting the
+                # (B, H, N, N) probabilities down, and keeps the reference path's precision.
+                out = torch.matmul(probs, v.float()).to(v.dtype)
         out = out.transpose(1, 2).reshape(b, n, d)            # (B, N, H·hd)
         return self.proj(out)
 
