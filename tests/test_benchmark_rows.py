@@ -204,3 +204,20 @@ def test_measure_reports_other_failures_as_errors():
 
     failed = measure(Config(model="x"), builder=broken)
     assert failed.status == "error" and failed.error == "ValueError: unsupported dtype for this op"
+
+
+def test_preset_names_build_random_weights_and_everything_else_loads(tmp_path, monkeypatch):
+    from vivitcli.benchmark.source import resolve
+    from vivitcli.errors import UsageError
+
+    vivit, videomae = resolve("vivit-base"), resolve("videomae-base")
+    assert (vivit["model_type"], vivit["num_frames"], vivit["image_size"]) == ("vivit", 32, 224)
+    assert (videomae["model_type"], videomae["num_frames"]) == ("videomae", 16)
+    assert resolve("preset:vivit")["model_type"] == "vivit"
+    with pytest.raises(UsageError, match="nope"):
+        resolve("preset:nope")
+    # Hub ids and aliases mean the real checkpoint; a directory named like a preset is a checkpoint.
+    assert resolve("google/vivit-b-16x2-kinetics400") is None and resolve("vivit") is None
+    (tmp_path / "vivit-base").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve("vivit-base") is None

@@ -156,7 +156,8 @@ def _pick_device(device: str, torch) -> str:
 
 
 def _check_model(name: str) -> None:
-    """Fail with one line before any measuring when a non-preset name does not load."""
+    """Fail with one line before any measuring when a non-preset name does not load (the workers would
+    each fail alone); this also downloads a hub checkpoint once, not once per worker."""
     from vivitcli.benchmark.source import resolve
 
     if resolve(name) is not None:
@@ -187,7 +188,6 @@ def _run_stages(models, videos, dev, dtype, warmup, fmt, seed, progress) -> None
 
     if len(models) != 1:
         raise UsageError("--video times one model: pass a single --model")
-    _check_model(models[0])
     model = build(Config(model=models[0], device=dev, dtype=dtype, attn="sdpa", seed=seed))
     rows = stages.time_stages(model, videos, warmup=warmup, seed=seed,
                               on_progress=lambda p: progress(str(p) if p else None))
