@@ -320,6 +320,9 @@ def test_other_sizes_and_frame_counts(tmp_path, maker):
         logits = model(x)
         assert logits.shape == (2, 5) and torch.isfinite(logits).all()
     assert torch.equal(model(native), before)                    # other grids leave the native path alone
+    wide = torch.randn(1, 4, 3, 24, 48)                          # non-square: 3 x 6 patches per frame
+    assert model.forward_features(wide).shape == (1, extra + 2 * 3 * 6, 32)
+    assert torch.isfinite(model(wide)).all()
 
 
 def test_interpolated_table_is_cached_per_grid(vivit_dir):

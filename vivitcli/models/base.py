@@ -42,6 +42,7 @@ class VideoModel(nn.Module):
         self.label_source: str = "placeholder"
         self.preprocessor = None
         self.load_report: dict = {"ignored_keys": [], "warnings": []}
+        self.path = None                      # the checkpoint directory, when loaded from one
         self._pos_cache: dict = {}
 
     # ---- metadata -------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def resolve_model_path(name_or_path, *, download: bool = True) -> tuple[Path, st
         raise ModelNotFoundError(f"model {text!r} is a file, not a checkpoint directory",
                                  "pass the directory holding config.json and the weights")
     if _HUB_ID.match(text) and not text.startswith((".", "~")):
-        return _resolve_hub(text, download=download), text
+        return _resolve_hub(text, download=download, also_not=f"no directory {path.absolute()}"), text
     raise ModelNotFoundError(
         f"model {text!r} not found: no such directory ({path.absolute()}), not an alias "
         f"({', '.join(ALIASES)}) and not a hub id (owner/name)")
@@ -139,12 +139,14 @@ def find_in_cache(repo_id: str, cache_dir: Path | None = None) -> Path | None:
     return None
 
 
-def _resolve_hub(repo_id: str, *, download: bool, alias: str | None = None) -> Path:
+def _resolve_hub(repo_id: str, *, download: bool, alias: str | None = None, also_not: str | None = None) -> Path:
     cache = hub_cache_dir()
     cached = find_in_cache(repo_id, cache)
     if cached is not None:
         return cached
     label = f"model {alias!r} ({repo_id})" if alias else f"model {repo_id!r}"
+    if also_not:
+        label += f" ({also_not})"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not download or offline:
         raise ModelNotFoundError(f"{label} is not in the Hugging Face cache ({cache}) and downloads are off",
