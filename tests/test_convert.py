@@ -366,3 +366,11 @@ def test_library_api_reports_verification(tmp_path):
     assert 0 <= result.max_abs_diff <= result.tolerance and result.tolerance >= 1e-4
     assert result.num_labels == 5 and result.label_source == "placeholder"
     assert result.architecture == "VivitForVideoClassification"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_verify_device_cuda_without_cuda_is_a_usage_error(tmp_path):
+    src = make_tiny_vivit(tmp_path / "src", safe_serialization=False)
+    res = run(src, tmp_path / "out", "--device", "cuda")
+    assert res.exit_code == 2 and "CUDA is not available" in res.stderr
+    assert not (tmp_path / "out").exists()

@@ -44,6 +44,8 @@ def command(
     preprocess: Annotated[str, typer.Option(
         "--preprocess", help="Preprocessor written for original releases: hf (what the hub checkpoints ship) "
                              "or original (the release's own pipeline; differs for Scenic ViViT).")] = "hf",
+    device: Annotated[str, typer.Option(
+        "--device", help="Where --verify runs: cpu, cuda, cuda:N or auto.")] = "cpu",
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -57,7 +59,8 @@ def command(
 
     opts = ConvertOptions(dtype=dtype, labels=labels, strip_head=strip_head, verify=verify, force=force,
                           num_frames=num_frames, image_size=image_size, head_dim=head_dim, num_heads=num_heads,
-                          decoder_num_heads=decoder_num_heads, preprocess=preprocess, tolerance=tolerance)
+                          decoder_num_heads=decoder_num_heads, preprocess=preprocess, tolerance=tolerance,
+                          device=device)
     result = convert_checkpoint(src, dst, opts)
     if not quiet:
         for note in result.notes:

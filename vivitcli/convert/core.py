@@ -6,6 +6,7 @@ convert_checkpoint() is the library entry; the CLI command only parses options a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class ConvertOptions:
     preprocess: str = "hf"              # hf: what the hub checkpoints ship; original: the release's pipeline
     tolerance: float | None = None      # overrides TOLERANCE[dtype] (relative)
     seed: int = 0
+    device: str = "cpu"                 # where --verify runs: cpu, cuda, cuda:N, or auto (cuda when available)
 
 
 @dataclass
@@ -65,12 +67,16 @@ def convert_checkpoint(src, dst, options: ConvertOptions | None = None, **kwargs
 
     opts = dataclasses.replace(options or ConvertOptions(), **kwargs)
     _check_options(opts)
+    if opts.verify and opts.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {opts.device}: CUDA is not available here (use --device cpu)")
     src, dst = Path(src), Path(dst)
     source = sources.detect(src)
     output.check_destination(dst, src, opts.force)
 
-    loaded = _load(source, opts)
-    config, state, preprocessor, reference = loaded
+    config, state, preprocessor, reference = _load(source, opts)
     notes = list(config.pop("_notes", []))
     if opts.strip_head:
         config, state = _strip_head(config, state, notes)
@@ -259,6 +265,10 @@ def _num_labels(state: dict) -> int:
 def _apply_labels(config: dict, state: dict, labels: str | None, fmt: str, notes: list) -> str:
     n = _num_labels(state)
     if labels is None:
+        if n and len(config.get("id2label") or {}) != n:
+            # transformers would build a classifier of len(id2label) rows (2 when absent) and fail to load.
+            config["id2label"] = {str(i): f"LABEL_{i}" for i in range(n)}
+            config["label2id"] = {f"LABEL_{i}": i for i in range(n)}
         if n and all(str(v) == f"LABEL_{k}" for k, v in (config.get("id2label") or {}).items()):
             notes.append(f"labels: placeholders LABEL_0..LABEL_{n - 1} (name them with --labels)")
             return "placeholder"
@@ -341,7 +351,7 @@ def _hf_reference(path: Path):
     def ref(pv):
         from vivitcli import load_model
 
-        model = load_model(str(path), device="cpu", dtype="float32", attn="eager")
+        model = load_model(str(path), device=str(pv.device), dtype="float32", attn="eager")
         return _run_vivitcli(model, pv)
 
     return ref
@@ -363,16 +373,35 @@ def verification_clip(config: dict, seed: int = 0):
     return torch.randn(1, int(config["num_frames"]), int(config.get("num_channels", 3)), size, size, generator=gen)
 
 
+@contextlib.contextmanager
+def _exact_float32():
+    """TF32 convolutions/matmuls (cuDNN's default for conv) would blur a float32 comparison on recent GPUs."""
+    import torch
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def _verify(tmp: Path, config: dict, reference, opts: ConvertOptions, out_dtype: str, result: ConvertResult):
     import torch
 
     from vivitcli import load_model
 
-    pv = verification_clip(config, opts.seed)
-    with torch.no_grad():
+    device = opts.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        pv = verification_clip(config, opts.seed).to(device)
+    except (RuntimeError, AssertionError) as err:
+        raise UsageError(f"--device {opts.device}: not usable ({str(err).splitlines()[0]})") from None
+    with torch.no_grad(), _exact_float32():
         ref = reference(pv)
         try:
-            model = load_model(str(tmp), device="cpu", dtype="float32", attn="eager")
+            model = load_model(str(tmp), device=device, dtype="float32", attn="eager")
         except Exception as err:  # the written checkpoint must load; anything else is a converter bug
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConvertError(f"{result.dst}: the converted checkpoint does not load ({first}); nothing written")

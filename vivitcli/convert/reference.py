@@ -63,12 +63,12 @@ def videomae_original(sd: dict, pixel_values: torch.Tensor, *, num_heads: int, e
     {'features': (B, N, D)} (after the encoder norm) for a pre-training checkpoint's encoder, and
     {'pooled': (B, D)}: what the head would see.
     """
-    sd = {k: v.float() for k, v in sd.items()}
+    sd = {k: v.to(device=pixel_values.device, dtype=torch.float32) for k, v in sd.items()}
     prefix = "encoder." if "encoder.patch_embed.proj.weight" in sd else ""
     x = F.conv3d(pixel_values.permute(0, 2, 1, 3, 4).float(), sd[prefix + "patch_embed.proj.weight"],
                  sd[prefix + "patch_embed.proj.bias"], stride=sd[prefix + "patch_embed.proj.weight"].shape[2:])
     x = x.flatten(2).transpose(1, 2)  # (B, N, D)
-    x = x + sinusoid_table(x.shape[1], x.shape[2])
+    x = x + sinusoid_table(x.shape[1], x.shape[2]).to(x.device)
     x = _videomae_blocks(x, sd, prefix, num_heads, eps)
     out = {}
     if prefix + "norm.weight" in sd:
@@ -88,16 +88,21 @@ def videomae_original(sd: dict, pixel_values: torch.Tensor, *, num_heads: int, e
 
 # ---------------------------------------------------------------- ViViT (Scenic Flax tree)
 
-def _t(a) -> torch.Tensor:
-    return torch.as_tensor(a.copy() if hasattr(a, "copy") else a).float()
+def _to_torch(node, device):
+    """The Flax tree with float32 tensor leaves on `device` (numpy leaves are read-only views of the file)."""
+    if isinstance(node, dict):
+        return {k: _to_torch(v, device) for k, v in node.items()}
+    if hasattr(node, "dtype") and hasattr(node, "shape"):
+        return torch.as_tensor(node.copy()).to(device=device, dtype=torch.float32)
+    return node
 
 
 def _flax_ln(x, node, eps=1e-6):
-    return F.layer_norm(x, x.shape[-1:], _t(node["scale"]), _t(node["bias"]), eps)
+    return F.layer_norm(x, x.shape[-1:], node["scale"], node["bias"], eps)
 
 
 def _flax_dense(x, node):
-    return x @ _t(node["kernel"]) + _t(node["bias"])
+    return x @ node["kernel"] + node["bias"]
 
 
 @torch.no_grad()
@@ -107,28 +112,30 @@ def scenic_vivit(params: dict, pixel_values: torch.Tensor) -> dict:
     The tubelet embedding is computed the Flax way: pixels in NTHWC, non-overlapping patches contracted with
     the (ft, fh, fw, C, D) kernel. Returns {'logits'} when the tree has output_projection and {'pooled'}.
     """
-    kernel = _t(params["embedding"]["kernel"])
+    params = _to_torch({k: params[k] for k in ("embedding", "cls", "Transformer", "output_projection")
+                        if k in params}, pixel_values.device)
+    kernel = params["embedding"]["kernel"]
     ft, fh, fw, c, d = kernel.shape
     x = pixel_values.float().permute(0, 1, 3, 4, 2)  # (B, T, H, W, C)
     b, t, h, w, _ = x.shape
     x = x.reshape(b, t // ft, ft, h // fh, fh, w // fw, fw, c)
     x = torch.einsum("nTaHbWcC,abcCD->nTHWD", x, kernel)  # a, b, c: offsets inside a tubelet
-    x = x + _t(params["embedding"]["bias"])
+    x = x + params["embedding"]["bias"]
     x = x.reshape(b, -1, d)
-    cls = _t(params["cls"]).reshape(1, 1, d).expand(b, 1, d)
+    cls = params["cls"].reshape(1, 1, d).expand(b, 1, d)
     x = torch.cat([cls, x], dim=1)
     enc = params["Transformer"]
-    x = x + _t(enc["posembed_input"]["pos_embedding"])
+    x = x + enc["posembed_input"]["pos_embedding"]
     i = 0
     while f"encoderblock_{i}" in enc:
         blk = enc[f"encoderblock_{i}"]
         attn = next(v for k, v in blk.items() if k.startswith("MultiHeadDotProductAttention"))
         y = _flax_ln(x, blk["LayerNorm_0"])
-        q, k, v = (torch.einsum("bnd,dhk->bhnk", y, _t(attn[n]["kernel"])) + _t(attn[n]["bias"])[None, :, None]
+        q, k, v = (torch.einsum("bnd,dhk->bhnk", y, attn[n]["kernel"]) + attn[n]["bias"][None, :, None]
                    for n in ("query", "key", "value"))
         scores = torch.einsum("bhqk,bhnk->bhqn", q, k) / math.sqrt(q.shape[-1])
         o = torch.einsum("bhqn,bhnk->bqhk", scores.softmax(-1), v)
-        x = x + torch.einsum("bqhk,hkd->bqd", o, _t(attn["out"]["kernel"])) + _t(attn["out"]["bias"])
+        x = x + torch.einsum("bqhk,hkd->bqd", o, attn["out"]["kernel"]) + attn["out"]["bias"]
         y = _flax_ln(x, blk["LayerNorm_1"])
         mlp = blk["MlpBlock_0"]
         y = _flax_dense(F.gelu(_flax_dense(y, mlp["Dense_0"]), approximate="tanh"), mlp["Dense_1"])
