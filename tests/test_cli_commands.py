@@ -263,6 +263,21 @@ def test_resume_after_an_interrupted_run(data, tmp_path, monkeypatch, suffix):
             assert [x["index"] for x in got[p]["labels"]] == [x["index"] for x in want[p]["labels"]]
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_interrupted_stdout_still_parses(data, monkeypatch, fmt):
+    with monkeypatch.context() as m:
+        _Interrupt(m, at=3)
+        r = run("classify", *data["good"], "-m", data["ckpt"], "-b", "1", "-f", fmt)
+    assert r.exit_code == 130
+    if fmt == "json":
+        paths = [x["path"] for x in json.loads(r.stdout)]
+    elif fmt == "jsonl":
+        paths = [x["path"] for x in jsonl(r.stdout)]
+    else:
+        paths = list(dict.fromkeys(row["path"] for row in csv.DictReader(io.StringIO(r.stdout))))
+    assert paths == data["good"][:2]
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".npy"])
 def test_a_run_that_dies_before_any_result_leaves_old_outputs_alone(data, tmp_path, monkeypatch, suffix):
     command = "embed" if suffix == ".npy" else "classify"
