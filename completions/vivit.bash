@@ -93,9 +93,10 @@ _vivit() {
                 --num-heads) return ;;
                 --decoder-num-heads) return ;;
                 --preprocess) return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--dtype --labels --strip-head --no-verify --verify --tolerance --force -f --num-frames --image-size --head-dim --num-heads --decoder-num-heads --preprocess --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--dtype --labels --strip-head --no-verify --verify --tolerance --force -f --num-frames --image-size --head-dim --num-heads --decoder-num-heads --preprocess --device --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         sample-clip)

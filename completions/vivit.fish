@@ -85,6 +85,7 @@ complete -c vivit -n '__fish_seen_subcommand_from convert' -l head-dim -x -d 'At
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l num-heads -x -d 'Encoder heads (VideoMAE .pth), instead of width / --head-dim'
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l decoder-num-heads -x -d 'Decoder heads of a VideoMAE pre-training .pth (default: width / --h...'
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l preprocess -x -d 'Preprocessor written for original releases: hf (what the hub checkp...'
+complete -c vivit -n '__fish_seen_subcommand_from convert' -l device -x -a 'auto cpu cuda mps' -d 'Where --verify runs: cpu, cuda, cuda:N or auto'
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l quiet -s q -d 'No progress bar and no warnings on stderr'
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l debug -d 'Show tracebacks for errors'
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l help -s h -d 'Show help and exit'

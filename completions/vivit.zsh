@@ -100,6 +100,7 @@ _vivit_convert() {
         '--num-heads[Encoder heads (VideoMAE .pth), instead of width / --head-dim]:num-heads: ' \
         '--decoder-num-heads[Decoder heads of a VideoMAE pre-training .pth (default\: width / --h...]:decoder-num-heads: ' \
         '--preprocess[Preprocessor written for original releases\: hf (what the hub checkp...]:preprocess: ' \
+        '--device[Where --verify runs\: cpu, cuda, cuda\:N or auto]:device:(auto cpu cuda mps)' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '--debug[Show tracebacks for errors]' \
         '(--help -h)'{--help,-h}'[Show help and exit]' \
