@@ -9,6 +9,7 @@ compares our bfloat16 with transformers' float32.
     python bench/bench_models.py                      # everything, 2 timed reps after a warm-up
     python bench/bench_models.py --models videomae --batch 1 --dtype bfloat16 --reps 1
     python bench/bench_models.py --layers 2           # quick look with 2 of 12 layers (not the README table)
+    python bench/bench_models.py --breakdown          # one layer's parts, float32 vs bfloat16
 
 Timing: after a one-clip warm-up, each rep times vivitcli and transformers back to back (alternating which goes first), under
 torch.inference_mode for both; the median rep is reported. Weights: transformers' own random init with
@@ -65,7 +66,49 @@ def timed(fn, x) -> float:
     return time.perf_counter() - t0
 
 
+def breakdown(args) -> int:
+    """Time one encoder layer's parts at full size in float32 and bfloat16 (where bf16 helps, where not)."""
+    import torch.nn.functional as F
+
+    def best(fn, n=3):
+        fn()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1e3
+
+    print(f"# one layer, batch 1, best of 3; load average {os.getloadavg()[0]:.1f}")
+    print("| model | tokens | part | float32 ms | bfloat16 ms | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models:
+        cfg = ModelConfig.from_dict(preset(name))
+        n = cfg.num_patches + (1 if name == "vivit" else 0)
+        d, h = cfg.hidden_size, cfg.num_heads
+        res = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(1, n, d, generator=gen).to(dtype)
+            w_qkv = torch.randn(3 * d, d, generator=gen).to(dtype) * 0.02
+            w1 = torch.randn(cfg.intermediate_size, d, generator=gen).to(dtype) * 0.02
+            w2 = torch.randn(d, cfg.intermediate_size, generator=gen).to(dtype) * 0.02
+            q, k, v = (torch.randn(1, h, n, d // h, generator=gen).to(dtype) for _ in range(3))
+            with torch.inference_mode():
+                res[dtype] = {
+                    "qkv linear": best(lambda: F.linear(x, w_qkv)),
+                    "attention (sdpa)": best(lambda: F.scaled_dot_product_attention(q, k, v)),
+                    "mlp (fc1, gelu, fc2)": best(lambda: F.linear(F.gelu(F.linear(x, w1)), w2)),
+                }
+        for part in res[torch.float32]:
+            a, b = res[torch.float32][part], res[torch.bfloat16][part]
+            print(f"| {name} | {n} | {part} | {a:.0f} | {b:.0f} | {a / b:.2f}x |", flush=True)
+    return 0
+
+
 def run(args) -> int:
+    if args.breakdown:
+        return breakdown(args)
     torch.manual_seed(0)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"load average {os.getloadavg()[0]:.1f} at start")
@@ -152,6 +195,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed one-clip runs per setting (at least 1: it gives the top-1)")
     p.add_argument("--layers", type=int, default=0, help="override the layer count (quick checks only)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="instead: time one layer's linear and attention parts in float32 vs bfloat16")
     return run(p.parse_args(argv))
 
 

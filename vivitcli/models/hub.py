@@ -159,8 +159,22 @@ def _resolve_hub(repo_id: str, *, download: bool, alias: str | None = None, also
                                  f"failed: {type(exc).__name__}: {reason}") from None
 
 
+def _check_reachable(timeout: float = 3.0) -> None:
+    """Fail fast without network: huggingface_hub retries connection errors with back-off for ~30 s."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"{host} is not reachable ({exc.strerror or exc})") from None
+
+
 def _download(repo_id: str, cache: Path) -> Path:
     """Fetch config, preprocessor config and one weight format into the cache; return the snapshot dir."""
+    _check_reachable()
     from huggingface_hub import HfApi, hf_hub_download
 
     files = set(HfApi().list_repo_files(repo_id))
