@@ -95,3 +95,10 @@ def test_config_round_trip_and_output_size():
     assert pre.output_size == (28, 28)
     assert pre(textured_frames(2, 50, 70)).shape == (2, 3, 28, 28)
     assert pre.resize_shape(50, 70) == (32, 44) and pre.resize_shape(70, 50) == (44, 32)
+
+
+@pytest.mark.parametrize("model_type,kwargs", CONFIGS)
+def test_table_normalisation_equals_the_float_path(model_type, kwargs):
+    pre = Preprocessor.from_config(hf_processor(model_type, **kwargs).to_dict(), model_type)
+    frames = textured_frames(2, 20, 24)
+    assert torch.equal(pre.normalize(frames), pre._float_path(frames))

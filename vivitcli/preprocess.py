@@ -121,7 +121,23 @@ class Preprocessor:
         return padded[..., max(0, top) : min(ph, top + ch), max(0, left) : min(pw, left + cw), :]
 
     def normalize(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (T, H, W, 3) → float32 (T, 3, H, W): rescale (with offset) then normalize."""
+        """uint8 (T, H, W, 3) → float32 (T, 3, H, W): rescale (with offset) then normalize.
+
+        uint8 input goes through a 256-entry table per channel, computed by the float path itself, so
+        the result is bit-identical to it at a fraction of the cost.
+        """
+        frames = np.asarray(frames)
+        if frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3:
+            lut = self._float_path(np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1).repeat(3, axis=3))
+            lut = lut[0, :, 0, :].numpy()  # (3, 256)
+            chw = frames.transpose(0, 3, 1, 2)
+            out = np.empty(chw.shape, dtype=np.float32)
+            for c in range(3):
+                np.take(lut[c], chw[:, c], out=out[:, c])
+            return torch.from_numpy(out)
+        return self._float_path(frames)
+
+    def _float_path(self, frames: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32)
         if self.do_rescale:
             x = x * self.rescale_factor
