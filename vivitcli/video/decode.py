@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import av
@@ -32,6 +34,8 @@ from vivitcli.video.scan import FrameTable, frame_table
 _NONREF_CODECS = {"h264", "hevc"}
 # How many frames a seek costs: the frame-thread pipeline refills and the reorder delay is paid again.
 SEEK_COST_FRAMES = 4 + (os.cpu_count() or 2)
+# Threads converting (resizing) decoded frames while the decoder goes on.
+CONVERT_WORKERS = min(4, os.cpu_count() or 1)
 # Earlier keyframes tried after a seek lands past its target, before decoding from the very start.
 _MAX_STEP_BACK = 6
 
@@ -50,6 +54,22 @@ class _Plan:
     targets: np.ndarray  # sorted unique positions
     convert: Callable
     done: dict
+    pool: ThreadPoolExecutor | None = None
+    pending: deque = field(default_factory=deque)
+
+    def add(self, pos: int, frame) -> None:
+        """Convert `frame` (on the pool when there is one: PIL and libswscale release the GIL, so resizing
+        overlaps decoding) and keep it as position `pos`. At most 2 × workers frames wait in flight."""
+        if self.pool is None:
+            self.done[pos] = self.convert(frame)
+            return
+        self.done[pos] = self.pool.submit(self.convert, frame)
+        self.pending.append(self.done[pos])
+        while len(self.pending) > 2 * self.pool._max_workers:
+            self.pending.popleft().result()
+
+    def results(self) -> dict:
+        return {p: (v.result() if isinstance(v, Future) else v) for p, v in self.done.items()}
 
 
 _STATS = threading.local()
@@ -125,7 +145,7 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
                     verify_target = None
                 cur = pos
                 if is_target[pos] and pos not in plan.done:
-                    plan.done[pos] = plan.convert(frame)
+                    plan.add(pos, frame)
                     while ti < len(targets) and int(targets[ti]) in plan.done:
                         ti += 1
             if ti >= len(targets):
@@ -187,7 +207,7 @@ def _read_sequential(path, container, stream, plan: _Plan):
             _STATS.value["frames"] += 1
             pos += 1
             if pos in wanted:
-                plan.done[pos] = plan.convert(frame)
+                plan.add(pos, frame)
             if pos >= last:
                 return
     missing = sorted(wanted - set(plan.done))
@@ -211,22 +231,28 @@ def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb,
         if targets[0] < 0 or targets[-1] >= n:
             bad = int(targets[0] if targets[0] < 0 else targets[-1])
             raise VideoError(path, f"frame {bad} is out of range: the video has {n} frames")
-        plan = _Plan(targets=targets, convert=convert, done={})
+        pool = ThreadPoolExecutor(CONVERT_WORKERS) if CONVERT_WORKERS > 1 and len(targets) > 1 else None
+        plan = _Plan(targets=targets, convert=convert, done={}, pool=pool)
         try:
             if table.exact:
                 try:
                     _read_exact(path, container, stream, table, plan, keyframes_only)
                 except _Restart:
+                    plan.results()  # let conversions in flight finish before starting over
                     plan.done.clear()
+                    plan.pending.clear()
                     with open_video(path) as (container2, stream2):
                         _read_sequential(path, container2, stream2, plan)
             else:
                 _read_sequential(path, container, stream, plan)
+            return plan.results()
         except VideoError:
             raise
         except (av.FFmpegError, OSError, EOFError) as exc:
             raise video_error(path, exc) from exc
-    return plan.done
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_frames(path, indices, *, return_timestamps: bool = False, keyframes_only: bool = False):
