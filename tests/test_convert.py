@@ -374,3 +374,13 @@ def test_verify_device_cuda_without_cuda_is_a_usage_error(tmp_path):
     res = run(src, tmp_path / "out", "--device", "cuda")
     assert res.exit_code == 2 and "CUDA is not available" in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_safetensors_preferred_over_a_pickle_next_to_it(tmp_path):
+    src = make_tiny_vivit(tmp_path / "src")  # model.safetensors
+    marker = tmp_path / "pwned"
+    torch.save({"trap": _Payload(marker)}, src / "pytorch_model.bin")
+    res = run(src, tmp_path / "out", "--dtype", "bfloat16")
+    assert res.exit_code == 0, res.output
+    assert "[from hf-safetensors]" in res.stdout and not marker.exists()
+    assert {t.dtype for t in read_state(tmp_path / "out").values()} == {torch.bfloat16}

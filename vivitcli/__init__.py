@@ -19,6 +19,7 @@ _LAZY = {
     "read_clip": "vivitcli.clip",
     "ClipInfo": "vivitcli.clip",
     "Preprocessor": "vivitcli.preprocess",
+    "convert_checkpoint": "vivitcli.convert",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -60,20 +60,19 @@ def detect(src) -> Source:
         raise ConvertError(f"{path}: no such file or directory")
     if path.is_dir():
         if (path / "config.json").is_file():
-            if (path / "pytorch_model.bin.index.json").is_file():
-                index = _read_json(path / "pytorch_model.bin.index.json")
-                shards = sorted(set((index.get("weight_map") or {}).values()))
-                if not shards:
-                    raise CheckpointError(f"{path / 'pytorch_model.bin.index.json'}: empty weight_map")
-                return Source(path, "hf-pickle", [path / s for s in shards])
-            if (path / "pytorch_model.bin").is_file():
-                return Source(path, "hf-pickle", [path / "pytorch_model.bin"])
-            if (path / "model.safetensors.index.json").is_file():
-                index = _read_json(path / "model.safetensors.index.json")
-                shards = sorted(set((index.get("weight_map") or {}).values()))
-                return Source(path, "hf-safetensors", [path / s for s in shards])
-            if (path / "model.safetensors").is_file():
-                return Source(path, "hf-safetensors", [path / "model.safetensors"])
+            # Safetensors first when both are there: no reason to open a pickle then.
+            for index_name, single, fmt in (("model.safetensors.index.json", "model.safetensors", "hf-safetensors"),
+                                            ("pytorch_model.bin.index.json", "pytorch_model.bin", "hf-pickle")):
+                if (path / index_name).is_file():
+                    index = _read_json(path / index_name)
+                    shards = sorted(set((index.get("weight_map") or {}).values()))
+                    if not shards:
+                        raise CheckpointError(f"{path / index_name}: empty weight_map")
+                    if any(Path(s).name != s for s in shards):
+                        raise CheckpointError(f"{path / index_name}: shard names must be plain file names")
+                    return Source(path, fmt, [path / s for s in shards])
+                if (path / single).is_file():
+                    return Source(path, fmt, [path / single])
             raise CheckpointError(f"{path}: has config.json but no pytorch_model.bin or model.safetensors")
         ckpts = [p for p in _scenic_checkpoints(path) if looks_like_msgpack_map(_head(p))]
         if ckpts:
