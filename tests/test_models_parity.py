@@ -197,3 +197,12 @@ def test_importing_models_does_not_import_transformers(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_cpu_bfloat16_softmax_is_float32_softmax_rounded():
+    """The eager path relies on this for bfloat16 on CPU (layers.Attention): if a PyTorch release stops
+    accumulating in float32 there, this fails and the explicit float32 softmax must come back."""
+    gen = torch.Generator().manual_seed(0)
+    for n in (33, 257):
+        scores = (torch.randn(2, 4, n, n, generator=gen) * 4).bfloat16()
+        assert torch.equal(torch.softmax(scores, -1), torch.softmax(scores, -1, dtype=torch.float32).bfloat16())
