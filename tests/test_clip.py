@@ -34,7 +34,12 @@ def test_equals_sample_then_read_then_preprocess(video, sampling, kwargs):
     assert np.array_equal(info.indices, expected_idx) and not info.approximate
     frames = vivitcli.read_frames(video, expected_idx.reshape(-1))
     expected = PRE(frames).reshape(clip.shape)
-    assert torch.equal(clip, expected)
+    # The default resizes only the cropped columns: within one grey level of the plain path, rarely off.
+    step = 1 / 127.5 / 0.5
+    diff = (clip - expected).abs()
+    assert diff.max().item() <= step + 1e-6 and (diff > 1e-6).float().mean().item() < 0.01
+    exact = read_clip(video, PRE, 8, sampling=sampling, exact=True, **kwargs)
+    assert torch.equal(exact, expected)
     assert clip.dtype == torch.float32
     assert clip.shape == ((3, 8, 3, 32, 32) if sampling == "clips" else (8, 3, 32, 32))
     np.testing.assert_allclose(info.timestamps, expected_idx / 25.0, atol=1e-9)
@@ -83,7 +88,8 @@ def test_keyframes_mode_is_marked_approximate(video):
     assert info.approximate and set(info.indices.tolist()) <= {0, 50, 100, 150}
     uniform = vivitcli.sample_indices(200, 6)
     assert info.indices.tolist() == snap_to_keyframes(uniform, np.array([0, 50, 100, 150])).tolist()
-    assert torch.equal(clip, PRE(vivitcli.read_frames(video, info.indices)))
+    exact = read_clip(video, PRE, 6, sampling="keyframes", exact=True)
+    assert torch.equal(exact, PRE(vivitcli.read_frames(video, info.indices)))
 
 
 def test_snap_to_keyframes_prefers_earlier_on_ties():

@@ -102,3 +102,16 @@ def test_table_normalisation_equals_the_float_path(model_type, kwargs):
     pre = Preprocessor.from_config(hf_processor(model_type, **kwargs).to_dict(), model_type)
     frames = textured_frames(2, 20, 24)
     assert torch.equal(pre.normalize(frames), pre._float_path(frames))
+
+
+@pytest.mark.parametrize("shape", [(720, 1280), (480, 854), (90, 160), (101, 203), (160, 90), (224, 300)])
+@pytest.mark.parametrize("size,crop", [(224, 224), (64, 56), (256, 224)])
+def test_column_box_resize_stays_within_one_level(shape, size, crop):
+    pre = Preprocessor.from_config({"size": {"shortest_edge": size}, "crop_size": crop}, "vivit")
+    frame = textured_frames(1, *shape, seed=shape[1])[0]
+    plain = pre.crop(pre.resize_frame(frame)).astype(np.int16)
+    fast = pre.resize_crop(frame).astype(np.int16)
+    assert fast.shape == plain.shape == (crop, crop, 3)
+    diff = np.abs(fast - plain)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.02
+    assert np.array_equal(pre.resize_crop(frame, exact=True), plain)

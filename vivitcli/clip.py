@@ -1,7 +1,8 @@
 """read_clip: sample, decode and preprocess one video in a single pass, as a model wants it.
 
-Each decoded frame is resized and cropped (uint8, the HF processors' PIL path) as soon as it leaves the
-decoder, so only model-sized frames are ever held; rescale and normalize run once on the stacked clip.
+Each decoded frame is resized and cropped (uint8, the HF processors' PIL bilinear) on a worker thread as
+soon as it leaves the decoder, so only model-sized frames are ever held; rescale and normalize run once
+on the stacked clip through a lookup table.
 """
 
 from __future__ import annotations
@@ -76,13 +77,15 @@ def snap_to_keyframes(indices: np.ndarray, key_positions: np.ndarray) -> np.ndar
 
 def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", frame_step: int = 4,
               clips: int = 1, start: float | None = None, end: float | None = None, seed: int | None = None,
-              return_info: bool = False):
+              return_info: bool = False, exact: bool = False):
     """Float32 (T, C, S, S) clip (or (K, T, C, S, S) for sampling="clips"), preprocessed like the HF processors.
 
     sampling: "uniform" | "stride" | "clips" (see vivitcli.video.sampling) or "keyframes" (uniform positions
     snapped to the nearest keyframes and decoded keyframes-only: fast, approximate).
     start/end: seconds from the first frame bounding the sampled range. seed: random stride placement
-    reproducing the HF docs' sample_frame_indices. Raises VideoError naming the file.
+    reproducing the HF docs' sample_frame_indices. exact: resize whole frames then crop (bit-identical to
+    `preprocessor(read_frames(...))`); by default only the cropped columns are resized, which is faster
+    and stays within one grey level (see Preprocessor.resize_crop). Raises VideoError naming the file.
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {sampling!r}")
@@ -103,7 +106,7 @@ def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", fr
     flat = indices.reshape(-1)
 
     def convert(frame):
-        return pre.crop(pre.resize_frame(to_rgb(frame)))
+        return pre.resize_crop(to_rgb(frame), exact=exact)
 
     done = decode_positions(path, flat, convert, keyframes_only=(sampling == "keyframes" and table.exact),
                             table=table)

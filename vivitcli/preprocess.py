@@ -101,6 +101,28 @@ class Preprocessor:
             return frame
         return np.asarray(Image.fromarray(frame).resize((w, h), resample=self.resample))
 
+    def resize_crop(self, frame: np.ndarray, exact: bool = False) -> np.ndarray:
+        """uint8 (H, W, 3) → the resized and centre-cropped uint8 frame, computing only the columns kept.
+
+        When the crop drops columns, PIL resizes just the source box under them (same filter scale and
+        centres, so the same weights up to float rounding): measured against resize-then-crop it differs
+        by at most one grey level on 0.001-0.6% of pixels and is 1.5-4x faster. exact=True (or a crop that
+        keeps every column) runs the plain resize_frame + crop.
+        """
+        if exact or not (self.do_resize and self.do_center_crop):
+            return self.crop(self.resize_frame(frame))
+        height, width = frame.shape[:2]
+        h, w = self.resize_shape(height, width)
+        ch, cw = self.crop_size["height"], self.crop_size["width"]
+        if w <= cw or (h, w) == (height, width):
+            return self.crop(self.resize_frame(frame))
+        left = (w - cw) // 2
+        scale = width / w
+        # Columns only: a box that cuts rows changes PIL's vertical rounding on up to a fifth of pixels.
+        box = (left * scale, 0.0, (left + cw) * scale, float(height))
+        cols = np.asarray(Image.fromarray(frame).resize((cw, h), resample=self.resample, box=box))
+        return self.crop(cols)  # rows only now: the columns already match the crop
+
     def crop(self, frames: np.ndarray) -> np.ndarray:
         """Center crop (..., H, W, C) at ((H-c)//2, (W-c)//2), zero-padding sides that are too small."""
         if not self.do_center_crop:
