@@ -54,9 +54,10 @@ def command(
 
     Peak memory covers weights, input, activations and, in training, gradients and optimizer state.
     cuda: torch.cuda.max_memory_allocated, reset before each configuration. cpu: each configuration
-    runs in a fresh subprocess that reports its peak resident set (VmHWM) above the RSS it had before
-    building the model; the high-water mark is reset after the build, so build transients do not count,
-    and a configuration the kernel kills for lack of memory is an OOM row. mps: not measured.
+    runs in a fresh subprocess; its peak is the bytes of the model's weights and input (counted from the
+    tensors) plus how far the resident set's high-water mark (VmHWM, reset just before the first step)
+    rose above the RSS of that moment. Imports and build transients so do not count; a configuration
+    the kernel kills for lack of memory is an OOM row. mps: not measured.
 
     A configuration that runs out of memory gets a row saying so; larger batches of it are skipped and
     the run goes on. With --video, each file is read and classified once (after --warmup model passes)
