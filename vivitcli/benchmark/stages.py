@@ -6,12 +6,13 @@ file), taken one at a time, then the model:
     probe      the packet scan that gives exact frame count, timestamps and keyframes (video.scan.frame_table)
     sample     uniform frame positions for the model's frame count (video.sampling.sample_indices)
     decode     seek + decode of those frames to uint8 RGB (video.decode.decode_positions)
-    preprocess resize + crop per frame, then rescale + normalize of the clip (the model's Preprocessor)
+    preprocess resize + crop per frame (Preprocessor.resize_crop, read_clip's default), then rescale +
+               normalize of the clip
     model      one forward pass of the clip (batch 1) on the model's device and dtype
     total      the sum of the stages
 
 The clip this yields is the one read_clip returns (a test holds them equal); read_clip only interleaves
-decode with resize/crop. Each file goes through once, after `warmup` forward passes on a random clip so
+decode with resize/crop, so the stages add up to what a read costs. Each file goes through once, after `warmup` forward passes on a random clip so
 the first file does not pay for one-time setup. A file listed twice reuses its scan, as within one
 `vivit classify` run. A file that fails gets a row with its error.
 """
@@ -126,7 +127,7 @@ def read_in_stages(path, preprocessor, num_frames: int, clock: _Clock, row: Stag
     done = clock.run("decode", decode_positions, path, indices, to_rgb, table=table)
 
     def preprocess():
-        frames = [preprocessor.crop(preprocessor.resize_frame(done[int(i)])) for i in indices]
+        frames = [preprocessor.resize_crop(done[int(i)]) for i in indices]
         if any(f.shape != frames[0].shape for f in frames):
             raise VideoError(path, "frame size changes mid-stream")
         return preprocessor.normalize(np.stack(frames))
