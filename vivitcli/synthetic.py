@@ -90,6 +90,14 @@ def _even(value: float) -> int:
     return max(2, int(round(value / 2)) * 2)
 
 
+def frame_size(aspect: str, long_side: float) -> tuple[int, int]:
+    """(width, height), both even, for an aspect name ("16:9") and a long side in pixels."""
+    a_w, a_h = ASPECTS[aspect]
+    if a_w >= a_h:
+        return _even(long_side), _even(long_side * a_h / a_w)
+    return _even(long_side * a_w / a_h), _even(long_side)
+
+
 def _colors(rng: np.random.Generator, amplitude: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(object colour, background base colour), per channel at least MIN_CONTRAST apart from base ± amplitude."""
     fg, bg = [], []
@@ -110,6 +118,8 @@ def sample_spec(
     label: str | None = None,
     width: int | None = None,
     height: int | None = None,
+    aspect: str | None = None,
+    long_side: int | None = None,
     fps: Fraction | float | None = None,
     duration: float | None = None,
     codec: str | None = None,
@@ -119,14 +129,15 @@ def sample_spec(
     """Draw a clip from the whole range with `seed` (int, sequence, or np.random.Generator).
 
     Keyword arguments pin a field; the others are drawn. `width`/`height` must both be given (even numbers
-    are safest for yuv420p); they need not be one of the four aspects.
+    are safest for yuv420p); they need not be one of the four aspects. Or pin `aspect` (a key of ASPECTS)
+    and/or `long_side` instead.
     """
     rng = _rng(seed)
     # Draw every random field in a fixed order, pinned or not, so that pinning one field leaves the
     # others as the same seed would draw them.
     draw_label = CLASSES[int(rng.integers(len(CLASSES)))]
-    aspect = ASPECTS[list(ASPECTS)[int(rng.integers(len(ASPECTS)))]]
-    long_side = float(rng.uniform(*LONG_SIDE))
+    draw_aspect = list(ASPECTS)[int(rng.integers(len(ASPECTS)))]
+    draw_long_side = float(rng.uniform(*LONG_SIDE))
     draw_fps = (COMMON_FPS[int(rng.integers(len(COMMON_FPS)))] if rng.random() < 0.5
                 else Fraction(int(rng.integers(FPS[0], FPS[1] + 1))))
     draw_duration = float(rng.uniform(*DURATION))
@@ -144,14 +155,11 @@ def sample_spec(
         raise ValueError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
     if (width is None) != (height is None):
         raise ValueError("give both width and height, or neither")
+    if aspect is not None and aspect not in ASPECTS:
+        raise ValueError(f"unknown aspect {aspect!r}; expected one of {', '.join(ASPECTS)}")
     if width is None:
-        a_w, a_h = aspect
-        if a_w >= a_h:
-            width = _even(long_side)
-            height = _even(long_side * a_h / a_w)
-        else:
-            height = _even(long_side)
-            width = _even(long_side * a_w / a_h)
+        width, height = frame_size(draw_aspect if aspect is None else aspect,
+                                   draw_long_side if long_side is None else long_side)
     fps = draw_fps if fps is None else Fraction(fps).limit_denominator(1001)
     duration = draw_duration if duration is None else float(duration)
     codec = draw_codec if codec is None else codec

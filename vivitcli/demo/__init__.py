@@ -1,0 +1,1 @@
+"""The bundled demo model (model/) and the script that trains it (train.py)."""

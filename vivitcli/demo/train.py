@@ -1,0 +1,264 @@
+"""Train the bundled demo model on synthetic clips: `python -m vivitcli.demo.train [--out DIR]`.
+
+Reproducible: every training clip k is `synthetic.sample_spec((TRAIN_SEED_TAG, k))` and every random
+choice of the training loop comes from SEED, so the same machine and library versions give the same
+weights. Integer seeds (what tests and `vivit sample-clip` use) never reach the generator with the
+same seed material as a training clip.
+
+Training inputs go through the shipped preprocessor (vivitcli.preprocess.Preprocessor built from
+PREPROCESSOR_CONFIG): frames are rendered at the clip's own size, resized with PIL as the CLI does, and a
+share of the clips make a round trip through their codec (and, for half of those, PyAV's own scaler, as
+a fast decode path may use) so that compression artefacts are seen in training.
+
+The model is transformers' VivitForVideoClassification (a dev/test dependency) saved with
+save_pretrained, which writes the Hugging Face layout vivitcli loads: config.json (id2label with the six
+class names), model.safetensors; this script adds preprocessor_config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vivitcli import synthetic
+
+SEED = 20261121
+TRAIN_SEED_TAG = 7_000_001  # training clip k: sample_spec((TRAIN_SEED_TAG, k))
+NUM_FRAMES = 8
+IMAGE_SIZE = 64
+CODEC_ROUND_TRIP = 0.35  # share of training clips encoded and decoded with their own codec
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "model"
+
+# The whole frame is squashed to IMAGE_SIZE² (no center crop): a 16:9 clip keeps its left and right
+# edges, where a "moving left/right" object may spend most of its time.
+PREPROCESSOR_CONFIG = {
+    "image_processor_type": "VivitImageProcessor",
+    "do_resize": True,
+    "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    "resample": 2,
+    "do_center_crop": False,
+    "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "offset": False,
+    "do_normalize": True,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+}
+
+MODEL_CONFIG = dict(
+    image_size=IMAGE_SIZE, num_frames=NUM_FRAMES, tubelet_size=[4, 16, 16], num_channels=3,
+    hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
+    hidden_act="gelu_fast", layer_norm_eps=1e-6, qkv_bias=True,
+    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+)
+
+# Label permutations under symmetries of a clip (index i -> new label of a clip labelled i).
+_HFLIP = (1, 0, 2, 3, 4, 5)
+_VFLIP = (0, 1, 3, 2, 4, 5)
+_TRANSPOSE = (2, 3, 0, 1, 4, 5)
+_REVERSE = (1, 0, 3, 2, 5, 4)
+
+
+def sample_positions(num_video_frames: int, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Roughly uniform frame indices with the jitter that different uniform samplers show."""
+    last = num_video_frames - 1
+    if rng.random() < 0.5:  # segment centres, as vivitcli's "uniform" sampling picks them
+        return np.floor((np.arange(num_frames) + 0.5) * num_video_frames / num_frames).astype(np.int64)
+    a = rng.uniform(0.0, 0.08) * last
+    b = last - rng.uniform(0.0, 0.08) * last
+    return np.clip(np.rint(np.linspace(a, b, num_frames)), 0, last).astype(np.int64)
+
+
+def _codec_round_trip(frames: np.ndarray, spec: synthetic.ClipSpec, rng: np.random.Generator) -> np.ndarray:
+    """Encode frames with the spec's codec/quality, decode them back; maybe scale with PyAV to the model size."""
+    import io
+
+    import av
+
+    options, bit_rate = synthetic._encoder_options(spec)
+    fmt = "webm" if spec.codec == "vp9" else "mp4"
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=fmt) as container:
+        stream = container.add_stream(synthetic.CODECS[spec.codec][0], rate=spec.fps, options=options)
+        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts = i
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    buf.seek(0)
+    pyav_scale = rng.random() < 0.5
+    out = []
+    with av.open(buf, mode="r", format=fmt) as container:
+        for frame in container.decode(video=0):
+            if pyav_scale:
+                out.append(frame.reformat(IMAGE_SIZE, IMAGE_SIZE, "rgb24", interpolation="BILINEAR").to_ndarray())
+            else:
+                out.append(frame.to_ndarray(format="rgb24"))
+    if len(out) != len(frames):  # keep the clean frames rather than a short decode
+        return frames
+    return np.stack(out)
+
+
+def make_example(k: int) -> tuple[np.ndarray, int]:
+    """Training clip k → (uint8 (T, S, S, 3) resized frames, class index)."""
+    from vivitcli.preprocess import Preprocessor
+
+    rng = np.random.default_rng((TRAIN_SEED_TAG, k, 1))
+    spec = synthetic.sample_spec((TRAIN_SEED_TAG, k))
+    frames = synthetic.render_frames(spec, sample_positions(spec.num_frames, NUM_FRAMES, rng))
+    if rng.random() < CODEC_ROUND_TRIP:
+        frames = _codec_round_trip(frames, spec, rng)
+    pre = Preprocessor.from_config(PREPROCESSOR_CONFIG, "vivit")
+    resized = np.stack([pre.resize_frame(f) for f in frames])
+    return resized, synthetic.CLASSES.index(spec.label)
+
+
+def build_dataset(n: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """n training clips, made in a process pool (each clip depends only on its index)."""
+    if workers > 1:
+        import multiprocessing as mp
+
+        # fork where there is one: spawn would re-run a caller's unguarded __main__.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
+            items = pool.map(make_example, range(n), chunksize=32)
+    else:
+        items = [make_example(k) for k in range(n)]
+    x = np.stack([it[0] for it in items])
+    y = np.asarray([it[1] for it in items], dtype=np.int64)
+    return x, y
+
+
+def augment(x, y, gen):
+    """Label-aware symmetries and colour changes on uint8 (B, T, S, S, 3) → new (x, y)."""
+    import torch
+
+    x, y = x.clone(), y.clone()
+    r = torch.rand(x.shape[0], 6, generator=gen)
+    for column, (dims, perm) in enumerate((((3,), _HFLIP), ((2,), _VFLIP), (None, _TRANSPOSE), ((1,), _REVERSE))):
+        m = r[:, column] < 0.5
+        x[m] = x[m].transpose(2, 3) if dims is None else x[m].flip(dims)
+        y[m] = torch.tensor(perm)[y[m]]
+    m = r[:, 4] < 0.5
+    x[m] = x[m][..., torch.randperm(3, generator=gen)]
+    m = r[:, 5] < 0.3
+    x[m] = 255 - x[m]
+    return x, y
+
+
+def to_pixels(x, preprocessor):
+    """uint8 (B, T, S, S, 3) → float (B, T, 3, S, S) through the shipped normalization."""
+    b, t = x.shape[:2]
+    flat = preprocessor.normalize(x.reshape(b * t, *x.shape[2:]).numpy())
+    return flat.reshape(b, t, *flat.shape[1:])
+
+
+def build_model():
+    from transformers import VivitConfig, VivitForVideoClassification
+
+    config = VivitConfig(
+        **MODEL_CONFIG,
+        num_labels=len(synthetic.CLASSES),
+        id2label=dict(enumerate(synthetic.CLASSES)),
+        label2id={c: i for i, c in enumerate(synthetic.CLASSES)},
+    )
+    return VivitForVideoClassification(config)
+
+
+def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers: int, threads: int = 1,
+          log=print) -> dict:
+    import torch
+
+    from vivitcli.preprocess import Preprocessor
+
+    # One thread by default: the weights then do not depend on the machine's core count, and a shared
+    # machine does not stall on threads waiting for each other.
+    torch.set_num_threads(threads)
+    torch.manual_seed(SEED)
+    gen = torch.Generator().manual_seed(SEED)
+    t0 = time.time()
+    x_np, y_np = build_dataset(clips, workers)
+    log(f"dataset: {clips} clips {x_np.shape[1:]} in {time.time() - t0:.0f} s; "
+        f"class counts {np.bincount(y_np, minlength=6).tolist()}")
+    x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    pre = Preprocessor.from_config(PREPROCESSOR_CONFIG, "vivit")
+
+    model = build_model()
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98))
+    warmup = max(steps // 20, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+
+    t1 = time.time()
+    order = torch.randperm(clips, generator=gen)
+    pos, running, correct, seen = 0, 0.0, 0, 0
+    for step in range(steps):
+        if pos + batch_size > clips:
+            order, pos = torch.randperm(clips, generator=gen), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        xb, yb = augment(x_all[idx], y_all[idx], gen)
+        pixels = to_pixels(xb, pre)
+        logits = model(pixel_values=pixels).logits
+        loss = loss_fn(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running += loss.item()
+        correct += int((logits.argmax(1) == yb).sum())
+        seen += len(yb)
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            log(f"step {step + 1}/{steps}  loss {running / 100:.3f}  train acc {correct / seen:.3f}  "
+                f"lr {sched.get_last_lr()[0]:.2e}  {time.time() - t1:.0f} s")
+            running, correct, seen = 0.0, 0, 0
+
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
+    stats = {"clips": clips, "steps": steps, "batch_size": batch_size, "seed": SEED,
+             "data_seconds": round(t1 - t0, 1), "train_seconds": round(time.time() - t1, 1)}
+    return stats
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vivitcli.demo.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (HF layout)")
+    parser.add_argument("--clips", type=int, default=6000, help="distinct training clips")
+    parser.add_argument("--steps", type=int, default=3500, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes that render the training clips")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    args = parser.parse_args(argv)
+    start = time.time()
+    stats = train(args.out, args.clips, args.steps, args.batch_size, args.lr, args.workers, args.threads,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({**stats, "total_seconds": round(time.time() - start, 1), "out": str(args.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
