@@ -155,3 +155,19 @@ def test_streams_without_timestamps_are_decoded_by_counting(tmp_path):
     frames = vivitcli.read_frames(path, [30, 5, 12, 5])
     assert [decode_index(f) for f in frames] == [30, 5, 12, 5]
     assert last_read_stats()["sequential"]
+
+
+def test_memory_holds_only_the_frames_asked_for(tmp_path):
+    import tracemalloc
+
+    path = write_video(tmp_path / "m.mp4", num_frames=120, width=320, height=240, gop=250, bframes=3)
+    frame_bytes = 320 * 240 * 3
+    tracemalloc.start()
+    try:
+        frames = vivitcli.read_frames(path, [119, 3, 60, 3])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [decode_index(f) for f in frames] == [119, 3, 60, 3]
+    # The output (4 frames) plus the few in conversion, never the ~120 frames decoded on the way.
+    assert peak < 12 * frame_bytes

@@ -56,14 +56,22 @@ class _Plan:
     done: dict
     pool: ThreadPoolExecutor | None = None
     pending: deque = field(default_factory=deque)
+    sink: Callable | None = None  # sink(pos, converted) instead of keeping the result
+
+    def _task(self, pos: int, frame):
+        value = self.convert(frame)
+        if self.sink is not None:
+            self.sink(pos, value)
+            return True
+        return value
 
     def add(self, pos: int, frame) -> None:
         """Convert `frame` (on the pool when there is one: PIL and libswscale release the GIL, so resizing
         overlaps decoding) and keep it as position `pos`. At most 2 × workers frames wait in flight."""
         if self.pool is None:
-            self.done[pos] = self.convert(frame)
+            self.done[pos] = self._task(pos, frame)
             return
-        self.done[pos] = self.pool.submit(self.convert, frame)
+        self.done[pos] = self.pool.submit(self._task, pos, frame)
         self.pending.append(self.done[pos])
         while len(self.pending) > 2 * self.pool._max_workers:
             self.pending.popleft().result()
@@ -216,8 +224,13 @@ def _read_sequential(path, container, stream, plan: _Plan):
 
 
 def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb, *,
-                     keyframes_only: bool = False, table: FrameTable | None = None) -> dict:
-    """{position: convert(frame)} for each distinct position; raise VideoError naming the file."""
+                     keyframes_only: bool = False, table: FrameTable | None = None,
+                     sink: Callable | None = None) -> dict:
+    """{position: convert(frame)} for each distinct position; raise VideoError naming the file.
+
+    With `sink`, each converted frame is handed to sink(position, value) (possibly from a worker thread)
+    and not kept.
+    """
     targets = np.unique(np.asarray(list(positions), dtype=np.int64))
     _STATS.value = {"seeks": 0, "overshoots": 0, "frames": 0, "sequential": False}
     if not len(targets):
@@ -232,7 +245,7 @@ def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb,
             bad = int(targets[0] if targets[0] < 0 else targets[-1])
             raise VideoError(path, f"frame {bad} is out of range: the video has {n} frames")
         pool = ThreadPoolExecutor(CONVERT_WORKERS) if CONVERT_WORKERS > 1 and len(targets) > 1 else None
-        plan = _Plan(targets=targets, convert=convert, done={}, pool=pool)
+        plan = _Plan(targets=targets, convert=convert, done={}, pool=pool, sink=sink)
         try:
             if table.exact:
                 try:
@@ -269,18 +282,26 @@ def read_frames(path, indices, *, return_timestamps: bool = False, keyframes_onl
         bad = [int(i) for i in idx if int(i) not in keys]
         if bad:
             raise ValueError(f"keyframes_only: frame {bad[0]} is not a keyframe")
-    done = decode_positions(path, idx, to_rgb, keyframes_only=keyframes_only, table=table)
-    if not len(idx):
-        out = np.zeros((0, 0, 0, 3), dtype=np.uint8)
-    else:
-        first = done[int(idx[0])]
-        out = np.empty((len(idx),) + first.shape, dtype=np.uint8)
-        for slot, i in enumerate(idx):
-            frame = done[int(i)]
-            if frame.shape != first.shape:
-                raise VideoError(path, f"frame size changes mid-stream ({first.shape[1]}x{first.shape[0]} "
-                                       f"→ {frame.shape[1]}x{frame.shape[0]})")
+    # Each decoded frame goes straight into its output slots: memory is the output plus a few frames.
+    slots: dict[int, list[int]] = {}
+    for slot, i in enumerate(idx.tolist()):
+        slots.setdefault(i, []).append(slot)
+    holder: dict = {}
+    lock = threading.Lock()
+
+    def sink(pos: int, frame: np.ndarray) -> None:
+        with lock:
+            if "out" not in holder:
+                holder["out"] = np.empty((len(idx),) + frame.shape, dtype=np.uint8)
+        out = holder["out"]
+        if frame.shape != out.shape[1:]:
+            raise VideoError(path, f"frame size changes mid-stream ({out.shape[2]}x{out.shape[1]} "
+                                   f"→ {frame.shape[1]}x{frame.shape[0]})")
+        for slot in slots[pos]:
             out[slot] = frame
+
+    decode_positions(path, idx, to_rgb, keyframes_only=keyframes_only, table=table, sink=sink)
+    out = holder.get("out", np.zeros((0, 0, 0, 3), dtype=np.uint8))
     if return_timestamps:
         table = table or frame_table(path)
         return out, table.times[idx] if len(idx) else np.zeros(0)
