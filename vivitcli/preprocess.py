@@ -150,14 +150,27 @@ class Preprocessor:
         """
         frames = np.asarray(frames)
         if frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3:
-            lut = self._float_path(np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1).repeat(3, axis=3))
-            lut = lut[0, :, 0, :].numpy()  # (3, 256)
+            lut = self._table()
             chw = frames.transpose(0, 3, 1, 2)
             out = np.empty(chw.shape, dtype=np.float32)
             for c in range(3):
                 np.take(lut[c], chw[:, c], out=out[:, c])
             return torch.from_numpy(out)
         return self._float_path(frames)
+
+    def _table(self) -> np.ndarray:
+        """float32 (3, 256): what _float_path gives each grey level, computed with the same float32 operations
+        in the same order (numpy, avoiding torch's first-call cost)."""
+        x = np.broadcast_to(np.arange(256, dtype=np.float32), (3, 256))
+        if self.do_rescale:
+            x = x * np.float32(self.rescale_factor)
+            if self.offset:
+                x = x - np.float32(1)
+        if self.do_normalize:
+            mean = np.asarray(self.image_mean, dtype=np.float32)[:, None]
+            std = np.asarray(self.image_std, dtype=np.float32)[:, None]
+            x = (x - mean) / std
+        return np.ascontiguousarray(x, dtype=np.float32)
 
     def _float_path(self, frames: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32)
