@@ -126,11 +126,26 @@ def worker(impl: str, clip: str, sampling: str, out: Path | None):
     import numpy as np
 
     path = WORK / CLIPS[clip]
+    # Imports first, so that "above imports" is the memory the work itself needed.
+    import av  # noqa: F401
+    import torch  # noqa: F401
+    from PIL import Image  # noqa: F401
+
+    if impl == "recipe":
+        from transformers import VivitImageProcessor  # noqa: F401
+    else:
+        import vivitcli.clip  # noqa: F401
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fn = run_recipe if impl == "recipe" else run_ours
     seconds, tensor, indices = fn(path, sampling)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {"impl": impl, "clip": clip, "sampling": sampling, "seconds": seconds,
+    if impl == "recipe":
+        decoded = int(np.asarray(indices).max()) + 1  # read_video_pyav decodes from frame 0 to the last index
+    else:
+        from vivitcli.video.decode import last_read_stats
+
+        decoded = last_read_stats()["frames"]  # frames the decoder returned (skipped B-frames not counted)
+    result = {"impl": impl, "clip": clip, "sampling": sampling, "seconds": seconds, "frames_decoded": decoded,
               "peak_rss_mib": peak / 1024, "rss_before_mib": base_rss / 1024,
               "indices": np.asarray(indices).tolist(), "shape": list(tensor.shape)}
     if out is not None:
@@ -236,7 +251,7 @@ def main():
           flush=True)
     header = ("| clip | sampling | recipe s | vivitcli s | speed-up | target "
               "| recipe peak RSS MiB (above imports) | vivitcli peak RSS MiB (above imports) "
-              "| max / mean abs diff |")
+              "| max / mean abs diff | frames decoded: recipe / vivitcli |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for clip in clips:
@@ -273,6 +288,8 @@ def main():
                          "recipe_rss_after_imports_mib": r_base, "ours_rss_after_imports_mib": o_base,
                          "max_abs_diff": None if diff is None else diff[0],
                          "mean_abs_diff": None if diff is None else diff[1], "repeat": args.repeat,
+                         "recipe_frames_decoded": rec[recipe_mode][0]["frames_decoded"],
+                         "ours_frames_decoded": ours[mode][0]["frames_decoded"],
                          "all_recipe_s": [x["seconds"] for x in rec[recipe_mode]],
                          "all_ours_s": [x["seconds"] for x in ours[mode]]})
             label = {"uniform": f"uniform {NUM_FRAMES}", "stride": f"stride {FRAME_STEP}×{NUM_FRAMES}",
@@ -280,7 +297,8 @@ def main():
             print(f"| {clip} | {label} | {rt:.2f} | {ot:.2f} | {ratio:.1f}×{mark} | "
                   f"{'—' if target is None else f'≥{target:g}×'} | {r_rss:.0f} ({r_rss - r_base:+.0f}) | "
                   f"{o_rss:.0f} ({o_rss - o_base:+.0f}) | "
-                  f"{'—' if diff is None else f'{diff[0]:.3f} / {diff[1]:.1e}'} |", flush=True)
+                  f"{'—' if diff is None else f'{diff[0]:.3f} / {diff[1]:.1e}'} | "
+                  f"{rec[recipe_mode][0]['frames_decoded']} / {ours[mode][0]['frames_decoded']} |", flush=True)
     load = os.getloadavg()
     print(f"# load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     if args.json:
