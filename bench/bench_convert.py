@@ -1,5 +1,9 @@
 """Full-size `vivit convert` runs: time, peak memory and verification error, against an I/O floor.
 
+Columns: the floor (read + save the same tensors), `vivit convert --no-verify` and its ratio to the floor,
+`vivit convert` with verification (two full-size float32 forwards on CPU), peak RSS of floor and convert, the
+verification's max |Δ| and transformers' max |Δlogits| between the source HF model and the converted one.
+
 Builds random-weight ViViT-B/16x2 (32×224²) and VideoMAE-B (16×224²) models with transformers, writes them
 in three source formats — an HF directory with pytorch_model.bin, an original VideoMAE .pth, a Scenic Flax
 msgpack (inverse mappings from tests/convert_formats.py) — then runs `vivit convert` on each in a child
@@ -140,16 +144,17 @@ def main() -> None:
     try:
         sources = build_sources(work)
         print(f"torch {__import__('torch').__version__}, {os.cpu_count()} CPUs\n", flush=True)
-        print(f"{'source':30} {'floor s':>8} {'convert s':>10} {'ratio':>6} {'floor MiB':>10} {'conv MiB':>9} "
-              f"{'verify max|Δ|':>14} {'transformers max|Δ|':>20}")
+        print(f"{'source':30} {'floor s':>8} {'--no-verify s':>14} {'ratio':>6} {'convert s':>10} "
+              f"{'floor MiB':>10} {'conv MiB':>9} {'verify max|Δ|':>14} {'transformers max|Δ|':>20}")
         for name, src, flags, ref_dir, floor_in in sources:
             floor_s, floor_mib, _ = child(["-c", FLOOR, str(floor_in), str(work / "floor.st")])
             dst = work / ("out_" + src.name)
+            bare_s, _, _ = child(["vivitcli", "convert", str(src), str(dst), "--force", "--no-verify", *flags])
             conv_s, conv_mib, text = child(["vivitcli", "convert", str(src), str(dst), "--force", *flags])
             verify = next((line.split("=")[1].split("(")[0].strip() for line in text.splitlines()
                            if line.startswith("verify:")), "?")
             delta = transformers_delta(ref_dir, dst)
-            print(f"{name:30} {floor_s:8.1f} {conv_s:10.1f} {conv_s / floor_s:6.1f} {floor_mib:10.0f} "
+            print(f"{name:30} {floor_s:8.1f} {bare_s:14.1f} {bare_s / floor_s:6.1f} {conv_s:10.1f} {floor_mib:10.0f} "
                   f"{conv_mib:9.0f} {verify:>14} {delta:20.2e}", flush=True)
     finally:
         if not args.keep:

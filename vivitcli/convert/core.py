@@ -23,7 +23,6 @@ LABEL_SETS = {
 }
 PREPROCESS = ("hf", "original")
 HEAD_KEYS = ("classifier.",)
-DECODER_KEYS = ("decoder.", "encoder_to_decoder.", "mask_token")
 
 
 @dataclass
@@ -80,7 +79,7 @@ def convert_checkpoint(src, dst, options: ConvertOptions | None = None, **kwargs
     notes = list(config.pop("_notes", []))
     if opts.strip_head:
         config, state = _strip_head(config, state, notes)
-    label_source = _apply_labels(config, state, opts.labels, source.format, notes)
+    label_source = _apply_labels(config, state, opts.labels, notes)
     out_dtype = opts.dtype or _dominant_dtype(state)
     state = _cast(state, out_dtype)
     config["torch_dtype"] = out_dtype
@@ -151,7 +150,6 @@ def _load(source, opts: ConvertOptions):
                     if any(k.startswith(("vivit.", "videomae.")) for k in raw) else None)
             raise CheckpointError(f"{where}: not an original VideoMAE checkpoint (no patch_embed.proj / "
                                   "blocks.*.attn.qkv keys)", hint=hint)
-        raw = {k: v for k, v in raw.items()}
         config, state = videomae_original.convert(
             raw, num_frames=opts.num_frames or 16, image_size=opts.image_size, head_dim=opts.head_dim,
             num_heads=opts.num_heads, decoder_num_heads=opts.decoder_num_heads, where=where)
@@ -262,7 +260,7 @@ def _num_labels(state: dict) -> int:
     return int(w.shape[0]) if w is not None else 0
 
 
-def _apply_labels(config: dict, state: dict, labels: str | None, fmt: str, notes: list) -> str:
+def _apply_labels(config: dict, state: dict, labels: str | None, notes: list) -> str:
     n = _num_labels(state)
     if labels is None:
         if n and len(config.get("id2label") or {}) != n:
