@@ -289,6 +289,7 @@ def write_clip(spec: ClipSpec, path: str | os.PathLike) -> str:
         stream = container.add_stream(CODECS[spec.codec][0], rate=spec.fps, options=options)
         stream.width, stream.height = spec.width, spec.height
         stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1  # threaded encoders may give different bytes run to run
         if bit_rate:
             stream.bit_rate = bit_rate
         for index in range(spec.num_frames):

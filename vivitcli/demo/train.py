@@ -90,6 +90,7 @@ def _codec_round_trip(frames: np.ndarray, spec: synthetic.ClipSpec, rng: np.rand
     with av.open(buf, mode="w", format=fmt) as container:
         stream = container.add_stream(synthetic.CODECS[spec.codec][0], rate=spec.fps, options=options)
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
+        stream.codec_context.thread_count = 1  # threaded x264 made the training set differ between runs
         if bit_rate:
             stream.bit_rate = bit_rate
         for i, frame in enumerate(frames):
@@ -103,6 +104,7 @@ def _codec_round_trip(frames: np.ndarray, spec: synthetic.ClipSpec, rng: np.rand
     pyav_scale = rng.random() < 0.5
     out = []
     with av.open(buf, mode="r", format=fmt) as container:
+        container.streams.video[0].codec_context.thread_count = 1
         for frame in container.decode(video=0):
             if pyav_scale:
                 out.append(frame.reformat(IMAGE_SIZE, IMAGE_SIZE, "rgb24", interpolation="BILINEAR").to_ndarray())
