@@ -202,3 +202,28 @@ def test_classify_demo_model_on_unseen_clips_is_at_least_95_percent(tmp_path):
     wrong = {name: (truth[name], predicted[name]) for name in truth if predicted[name] != truth[name]}
     accuracy = 1 - len(wrong) / len(truth)
     assert accuracy >= 0.95, f"top-1 {accuracy:.3f}; wrong (truth, predicted): {wrong}"
+
+
+# --- the training script ----------------------------------------------------------------------------
+
+
+def test_shipped_checkpoint_matches_the_training_script_settings():
+    from vivitcli.demo import train
+
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    for key, value in train.MODEL_CONFIG.items():
+        assert config[key] == value, key
+    assert json.loads((MODEL_DIR / "preprocessor_config.json").read_text()) == train.PREPROCESSOR_CONFIG
+
+
+def test_training_script_writes_a_checkpoint_vivitcli_loads(tmp_path, capsys):
+    import vivitcli
+    from vivitcli.demo import train
+
+    assert train.main(["--out", str(tmp_path), "--clips", "24", "--steps", "2", "--batch-size", "8",
+                       "--workers", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2 and summary["clips"] == 24
+    model = vivitcli.load_model(str(tmp_path), device="cpu")
+    assert model.labels == list(synthetic.CLASSES) and model.label_source == "checkpoint"
+    assert model.num_frames == train.NUM_FRAMES and model.image_size == train.IMAGE_SIZE
