@@ -128,3 +128,27 @@ def test_errors_name_the_file(tmp_path, video):
         read_clip(video, PRE, 8, start=100.0)
     with pytest.raises(ValueError):
         read_clip(video, PRE, 8, sampling="random")
+
+
+@pytest.mark.parametrize("codec,suffix", [("libx264", ".mp4"), ("libvpx-vp9", ".webm"), ("mpeg4", ".avi")])
+def test_colour_channels_arrive_in_rgb_order(tmp_path, codec, suffix):
+    # Red, green and blue vertical thirds: a BGR mix-up anywhere between the decoder and the tensor swaps
+    # channels 0 and 2, which the grey index blocks of the other tests cannot show.
+    w, h = 96, 32
+    frame = np.zeros((h, w, 3), np.uint8)
+    for c in range(3):
+        frame[:, c * w // 3:(c + 1) * w // 3, c] = 255
+    path = tmp_path / f"rgb{suffix}"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for _ in range(4):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    pre = Preprocessor.from_config({"do_center_crop": False, "size": {"height": h, "width": w},
+                                    "do_normalize": False}, "videomae")
+    clip = read_clip(path, pre, 2)                                  # (T, C, H, W) in [0, 1]
+    for third in range(3):
+        region = clip[:, :, 4:-4, third * w // 3 + 6:(third + 1) * w // 3 - 6].mean(dim=(0, 2, 3))
+        assert region.argmax().item() == third, (third, region.tolist())
+        assert region[third] > 0.8 and region.sum() - region[third] < 0.3
