@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from vivitcli.errors import VideoError
 from vivitcli.preprocess import Preprocessor

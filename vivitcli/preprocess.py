@@ -113,7 +113,7 @@ class Preprocessor:
             return self.crop(self.resize_frame(frame))
         height, width = frame.shape[:2]
         h, w = self.resize_shape(height, width)
-        ch, cw = self.crop_size["height"], self.crop_size["width"]
+        cw = self.crop_size["width"]
         if w <= cw or (h, w) == (height, width):
             return self.crop(self.resize_frame(frame))
         left = (w - cw) // 2

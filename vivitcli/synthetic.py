@@ -16,7 +16,7 @@ draws frames of a spec with numpy; `write_clip` encodes one.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np

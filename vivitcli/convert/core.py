@@ -124,7 +124,7 @@ def _load(source, opts: ConvertOptions):
     import numpy as np
     import torch
 
-    from vivitcli.convert import sources
+    from vivitcli.convert import reference, sources
 
     where = str(source.files[0] if source.files else source.path)
     if source.format in ("hf-pickle", "hf-safetensors"):
@@ -155,7 +155,6 @@ def _load(source, opts: ConvertOptions):
             num_heads=opts.num_heads, decoder_num_heads=opts.decoder_num_heads, where=where)
         _placeholder_labels(config)
         heads = config["num_attention_heads"]
-        from vivitcli.convert import reference
 
         def ref(pv):
             return reference.videomae_original(raw, pv, num_heads=heads, eps=1e-6)
@@ -174,7 +173,6 @@ def _load(source, opts: ConvertOptions):
         state = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
         _placeholder_labels(config)
         params = scenic_vivit.find_params(tree, where)
-        from vivitcli.convert import reference
 
         def ref(pv):
             return reference.scenic_vivit(params, pv)

@@ -83,7 +83,7 @@ def evaluate(model_name: str, clips: int, seed_start: int, workdir: Path, log=pr
         ok = predicted == spec.label
         confusion[synthetic.CLASSES.index(spec.label), int(logits.argmax(-1))] += 1
         for key in ("all", spec.label, spec.codec, _aspect(spec), spec.shape, spec.background,
-                    f"fps<=24" if spec.fps <= 24 else "fps>24", "<=2s" if spec.duration <= 2 else ">2s",
+                    "fps<=24" if spec.fps <= 24 else "fps>24", "<=2s" if spec.duration <= 2 else ">2s",
                     "long<=200" if max(spec.width, spec.height) <= 200 else "long>200"):
             groups[key][0] += ok
             groups[key][1] += 1

@@ -8,13 +8,12 @@ Keys: `vivit.` / `videomae.` prefix (absent for bare-model checkpoints), then
   encoder.layer.{i}.attention.attention.{query, key, value}.*   (VideoMAE: q_bias, v_bias, no key bias)
   encoder.layer.{i}.attention.output.dense.*, .intermediate.dense.*, .output.dense.*
   layernorm.*, plus fc_norm.* and classifier.* at the top level.
-In memory q/k/v are fused into one `qkv` linear (one matmul instead of three); `hf_to_native` and
+In memory q/k/v are stored as one fused `qkv` linear (see layers.Attention for how it runs); `hf_to_native` and
 `native_to_hf` are pure state_dict → state_dict functions.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -22,12 +21,7 @@ import torch
 
 from vivitcli.errors import CheckpointError
 from vivitcli.models.config import ModelConfig
-
-SAFETENSORS = "model.safetensors"
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-PYTORCH = "pytorch_model.bin"
-PYTORCH_INDEX = "pytorch_model.bin.index.json"
-WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, PYTORCH, PYTORCH_INDEX)
+from vivitcli.models.files import _short, weight_files
 
 PREFIXES = {"vivit": "vivit.", "videomae": "videomae."}
 
@@ -73,41 +67,6 @@ _QKV_NAMES = ("query", "key", "value")
 
 
 # ---- files ------------------------------------------------------------------------------------------------
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read JSON ({_short(exc)})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
-
-
-def weight_files(directory: Path) -> list[Path]:
-    """The weight files of a checkpoint directory, safetensors preferred; CheckpointError when there are none."""
-    directory = Path(directory)
-    for name in WEIGHT_FILES:
-        path = directory / name
-        if not path.is_file():
-            continue
-        if name.endswith(".index.json"):
-            index = read_json(path)
-            shards = sorted(set((index.get("weight_map") or {}).values()))
-            if not shards:
-                raise CheckpointError(f"{path}: index lists no weight files")
-            missing = [s for s in shards if not (directory / s).is_file()]
-            if missing:
-                raise CheckpointError(f"{path}: shard file(s) missing: {', '.join(missing[:3])}")
-            return [directory / s for s in shards]
-        return [path]
-    present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
-    other = [n for n in present if n.endswith((".msgpack", ".h5", ".ckpt", ".npz", ".pth", ".pt"))]
-    hint = "convert it with `vivit convert`" if other else None
-    raise CheckpointError(
-        f"{directory}: no {SAFETENSORS} or {PYTORCH} (or sharded index) found; files here: "
-        f"{', '.join(present[:6]) or 'none'}{' ...' if len(present) > 6 else ''}", hint)
-
-
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint directory on CPU. Pickle files load only with weights_only=True."""
     state: dict[str, torch.Tensor] = {}
@@ -134,11 +93,6 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a dict of tensors")
     return state
-
-
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # ---- key mapping ------------------------------------------------------------------------------------------

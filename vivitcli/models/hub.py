@@ -22,10 +22,7 @@ import re
 from pathlib import Path
 
 from vivitcli.errors import CheckpointError, ModelNotFoundError
-from vivitcli.models.checkpoint import (
-    PYTORCH, PYTORCH_INDEX, SAFETENSORS, SAFETENSORS_INDEX, model_from_state_dict, read_json, read_state_dict,
-    weight_files,
-)
+from vivitcli.models.files import PYTORCH, PYTORCH_INDEX, SAFETENSORS, SAFETENSORS_INDEX, read_json, weight_files
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo" / "model"
 
@@ -62,6 +59,7 @@ def load_model(name_or_path, *, device="auto", dtype="auto", attn: str = "sdpa")
 def load_from_dir(path, *, name: str | None = None, device="auto", dtype="auto", attn: str = "sdpa"):
     """load_model for a known checkpoint directory."""
     from vivitcli.models.build import finalize
+    from vivitcli.models.checkpoint import model_from_state_dict, read_state_dict
     from vivitcli.models.config import ModelConfig
 
     path = Path(path)
