@@ -128,7 +128,31 @@ def main() -> None:
         # A fixed name: usage lines and the completion variable (_VIVIT_COMPLETE) read the same under
         # `python -m vivitcli` as under the `vivit` script.
         app(prog_name="vivit")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            typer.echo(exc.code, err=True)
     except KeyboardInterrupt:
         # Ctrl-C outside a command body (e.g. during import); same code as inside one.
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        code = 130
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """Flush stdout and stderr, then leave without interpreter finalization.
+
+    Decode threads are daemon threads so that Ctrl-C or a closed pipe never waits for a long decode; one may
+    still be inside PyAV or torch when the command returns, and finalizing the interpreter under it aborts
+    the process ("terminate called without an active exception", exit -6) about half the time. Every output
+    file is closed by the command before this point, so nothing is lost by skipping finalization.
+    """
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        if code == 0:
+            code = 141
+    with contextlib.suppress(ValueError, OSError):
+        sys.stderr.flush()
+    os._exit(code)
