@@ -71,8 +71,11 @@ def _env(**extra):
 
 
 def _start(data, *args, slow=0.0, **popen):
+    # A test run started in the background of a script inherits an ignored SIGINT, and so would the child:
+    # give it the default disposition, as a CLI started from a terminal has.
     return subprocess.Popen([sys.executable, data["driver"], *map(str, args)], env=_env(VIVIT_TEST_SLOW_BATCH=str(slow)),
-                            cwd=data["root"], text=True, **popen)
+                            cwd=data["root"], text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
 
 
 def _wait_for_lines(path: Path, n: int, proc, timeout: float = 60.0) -> None:

@@ -198,14 +198,19 @@ def test_empty_json_run_is_still_an_array():
 
 
 def test_signals_deferred_holds_sigint_until_the_block_ends():
-    done = []
-    with pytest.raises(KeyboardInterrupt):
-        with writers.signals_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the interpreter would have run a normal handler by now
-            done.append("wrote")
-    assert done == ["wrote"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, even when the test run inherited an ignored SIGINT (started in the background).
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with writers.signals_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the interpreter would have run a normal handler by now
+                done.append("wrote")
+        assert done == ["wrote"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, saved)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

@@ -77,12 +77,16 @@ def _json_value(value):
 
 
 def to_csv(rows: list[Row]) -> str:
+    return records_to_csv((row.to_dict() for row in rows), FIELDS)
+
+
+def records_to_csv(records, fields) -> str:
+    """A header of `fields`, then one line per record dict; empty cells where a value is None."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(FIELDS)
-    for row in rows:
-        record = row.to_dict()
-        writer.writerow(["" if record[k] is None else record[k] for k in FIELDS])
+    writer.writerow(fields)
+    for record in records:
+        writer.writerow(["" if record[k] is None else record[k] for k in fields])
     return buf.getvalue()
 
 

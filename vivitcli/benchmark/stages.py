@@ -19,14 +19,14 @@ the first file does not pay for one-time setup. A file listed twice reuses its s
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from vivitcli.benchmark.report import records_to_csv
 
 STAGES = ("probe", "sample", "decode", "preprocess", "model")
 FIELDS = ("file", "video_frames", "clip_frames", *(f"{s}_ms" for s in STAGES), "total_ms", "error")
@@ -149,13 +149,7 @@ def to_json(rows: list[StageRow], env: dict) -> str:
 
 
 def to_csv(rows: list[StageRow]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(FIELDS)
-    for row in rows:
-        record = row.to_dict()
-        writer.writerow(["" if record[k] is None else record[k] for k in FIELDS])
-    return buf.getvalue()
+    return records_to_csv((row.to_dict() for row in rows), FIELDS)
 
 
 def to_table(rows: list[StageRow], env: dict) -> str:
