@@ -5,7 +5,7 @@ The public API is imported lazily so that `import vivitcli` (and `vivit --help`)
 
 from __future__ import annotations
 
-import importlib
+from vivitcli._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,14 +25,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vivitcli' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("vivitcli", _LAZY, globals())

@@ -9,7 +9,7 @@ Names resolve lazily so `import vivitcli.models` stays cheap.
 
 from __future__ import annotations
 
-import importlib
+from vivitcli._lazy import lazy_exports
 
 _LAZY = {
     "load_model": "vivitcli.models.hub",
@@ -26,14 +26,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vivitcli.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("vivitcli.models", _LAZY, globals())
