@@ -109,7 +109,7 @@ def run_recipe(path: Path, sampling: str):
 
 
 def run_ours(path: Path, sampling: str):
-    from vivitcli.clip import read_clip
+    from vivitcli.video.read import read_clip
     from vivitcli.preprocess import Preprocessor
     from vivitcli.video import scan
 
@@ -134,7 +134,7 @@ def worker(impl: str, clip: str, sampling: str, out: Path | None):
     if impl == "recipe":
         from transformers import VivitImageProcessor  # noqa: F401
     else:
-        import vivitcli.clip  # noqa: F401
+        import vivitcli.video.read  # noqa: F401
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fn = run_recipe if impl == "recipe" else run_ours
     seconds, tensor, indices = fn(path, sampling)

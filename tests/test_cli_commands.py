@@ -144,7 +144,7 @@ def test_clips_sampling_averages_logits_over_views(data):
     import torch
 
     from vivitcli import load_model
-    from vivitcli.clip import read_clip
+    from vivitcli.video.read import read_clip
 
     path = data["good"][0]
     rec = jsonl(run("classify", path, "-m", data["ckpt"], "--sampling", "clips", "--clips", "2", "-k", "5").stdout)[0]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vivitcli
-from vivitcli.clip import read_clip, snap_to_keyframes
+from vivitcli.video.read import read_clip, snap_to_keyframes
 from vivitcli.errors import VideoError
 from vivitcli.preprocess import Preprocessor
 from tests.videos import vfr_timestamps, write_video

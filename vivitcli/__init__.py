@@ -16,8 +16,8 @@ _LAZY = {
     "VideoInfo": "vivitcli.video.probe",
     "sample_indices": "vivitcli.video.sampling",
     "read_frames": "vivitcli.video.decode",
-    "read_clip": "vivitcli.clip",
-    "ClipInfo": "vivitcli.clip",
+    "read_clip": "vivitcli.video.read",
+    "ClipInfo": "vivitcli.video.read",
     "Preprocessor": "vivitcli.preprocess",
     "convert_checkpoint": "vivitcli.convert",
 }

@@ -1,6 +1,6 @@
 """Where the time of a real run goes: each stage of the pipeline timed on the user's own files.
 
-The stages are the steps of vivitcli.clip.read_clip (what `vivit classify` and `vivit embed` call per
+The stages are the steps of vivitcli.video.read.read_clip (what `vivit classify` and `vivit embed` call per
 file), taken one at a time, then the model:
 
     probe      the packet scan that gives exact frame count, timestamps and keyframes (video.scan.frame_table)

@@ -157,7 +157,7 @@ def run(opts: RunOptions, make_record: Callable, prepare: Callable) -> None:
     paths = collect_paths(opts.inputs, parse_extensions(opts.ext))
 
     from vivitcli import load_model
-    from vivitcli.clip import read_clip
+    from vivitcli.video.read import read_clip
     from vivitcli.pipeline import Pipeline
 
     model = load_model(opts.model or _default_model(), device=opts.device, dtype=opts.dtype, attn=opts.attn)

@@ -99,8 +99,8 @@ class VideoModel(nn.Module):
         return self.preprocessor(frames)
 
     def read_clip(self, path, **kwargs):
-        """vivitcli.clip.read_clip with this model's preprocessor and frame count."""
-        from vivitcli.clip import read_clip
+        """vivitcli.video.read.read_clip with this model's preprocessor and frame count."""
+        from vivitcli.video.read import read_clip
 
         kwargs.setdefault("num_frames", self.num_frames)
         return read_clip(path, self.preprocessor, **kwargs)
