@@ -56,9 +56,9 @@ def _first_sentence(text: str | None, limit: int = 70) -> str:
 
 
 def _model_aliases() -> list[str]:
-    from vivitcli.models.hub import ALIASES
+    from vivitcli.models.names import alias_names
 
-    return sorted(ALIASES)
+    return alias_names()
 
 
 def _option(param, aliases: list[str]) -> Opt:

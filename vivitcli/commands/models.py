@@ -6,18 +6,6 @@ from typing import Annotated
 
 import typer
 
-# Encoder shapes of the checkpoints the aliases name, for a download-size estimate when they are not cached
-# (float32 weights = 4 bytes x parameters; the hub files are float32).
-#   id: (model_type, hidden, layers, mlp, frames, image, tubelet_t, patch, classes, decoder)
-_KNOWN = {
-    "google/vivit-b-16x2-kinetics400": ("vivit", 768, 12, 3072, 32, 224, 2, 16, 400, None),
-    "MCG-NJU/videomae-base-finetuned-kinetics": ("videomae", 768, 12, 3072, 16, 224, 2, 16, 400, None),
-    "MCG-NJU/videomae-small-finetuned-kinetics": ("videomae", 384, 12, 1536, 16, 224, 2, 16, 400, None),
-    "MCG-NJU/videomae-large-finetuned-kinetics": ("videomae", 1024, 24, 4096, 16, 224, 2, 16, 400, None),
-    "MCG-NJU/videomae-base-finetuned-ssv2": ("videomae", 768, 12, 3072, 16, 224, 2, 16, 174, None),
-    "MCG-NJU/videomae-base": ("videomae", 768, 12, 3072, 16, 224, 2, 16, 0, (384, 4, 1536)),
-}
-
 
 def estimate_params(model_type: str, hidden: int, layers: int, mlp: int, frames: int, image: int, tubelet_t: int,
                     patch: int, classes: int, decoder=None) -> int:
@@ -84,37 +72,37 @@ def _cached_others(cache, known: set[str]) -> list[str]:
 
 
 def list_models() -> list[dict]:
-    """One row per alias / known or cached checkpoint: name, target, cached, size_bytes, size_estimated."""
-    from vivitcli.models import hub
+    """One row per entry of the model-name table, plus other ViViT/VideoMAE checkpoints in the cache:
+    aliases, checkpoint, kind, cached, where, size_bytes, size_estimated, note."""
+    from pathlib import Path
+
+    from vivitcli.models import hub, names
 
     cache = hub.hub_cache_dir()
+    package = Path(__file__).resolve().parent.parent
     rows = []
-    targets: dict[str, list[str]] = {}
-    for alias, target in hub.ALIASES.items():
-        targets.setdefault(target, []).append(alias)
-    for target in list(targets) + [t for t in _KNOWN if t not in targets]:
-        aliases = targets.get(target, [])
-        if target == "demo":
-            present = (hub.DEMO_DIR / "config.json").is_file()
-            rows.append({"aliases": aliases, "checkpoint": str(hub.DEMO_DIR), "cached": present,
-                         "where": "package", "size_bytes": _dir_size(hub.DEMO_DIR) if present else None,
-                         "size_estimated": False})
-            continue
-        snap = hub.find_in_cache(target, cache)
-        if snap is not None:
-            size, estimated = _dir_size(snap), False
-        elif target in _KNOWN:
-            size, estimated = 4 * estimate_params(*_KNOWN[target]), True
-        else:
-            size, estimated = None, False
-        rows.append({"aliases": aliases, "checkpoint": target, "cached": snap is not None,
-                     "where": str(snap) if snap is not None else None, "size_bytes": size,
-                     "size_estimated": estimated})
-    for repo_id in _cached_others(cache, set(targets) | set(_KNOWN)):
+    for entry in names.MODELS:
+        row = {"aliases": list(entry.aliases), "checkpoint": entry.target, "kind": entry.kind, "cached": False,
+               "where": None, "size_bytes": None, "size_estimated": False, "note": entry.note}
+        if entry.kind == "package":
+            folder = package / entry.target
+            row.update(checkpoint=str(folder), where="package", cached=(folder / "config.json").is_file())
+            row["size_bytes"] = _dir_size(folder) if row["cached"] else None
+        elif entry.kind == "hub":
+            snap = hub.find_in_cache(entry.target, cache)
+            if snap is not None:
+                row.update(cached=True, where=str(snap), size_bytes=_dir_size(snap))
+            elif entry.shape is not None:
+                row.update(size_bytes=4 * estimate_params(*entry.shape), size_estimated=True)
+        elif entry.kind == "random":
+            row.update(cached=True, where="built")
+        rows.append(row)
+    known = {e.target for e in names.MODELS}
+    for repo_id in _cached_others(cache, known):
         snap = hub.find_in_cache(repo_id, cache)
         if snap is not None:
-            rows.append({"aliases": [], "checkpoint": repo_id, "cached": True, "where": str(snap),
-                         "size_bytes": _dir_size(snap), "size_estimated": False})
+            rows.append({"aliases": [], "checkpoint": repo_id, "kind": "hub", "cached": True, "where": str(snap),
+                         "size_bytes": _dir_size(snap), "size_estimated": False, "note": ""})
     return rows
 
 
@@ -137,7 +125,8 @@ def command(
     table = [("ALIASES", "CHECKPOINT", "CACHED", "SIZE")]
     for r in rows:
         size = "-" if r["size_bytes"] is None else ("~" if r["size_estimated"] else "") + human_size(r["size_bytes"])
-        cached = ("yes" if r["cached"] else "no") if r["where"] != "package" else ("package" if r["cached"] else "missing")
+        cached = {"package": "package" if r["cached"] else "missing", "random": "random weights",
+                  "convert": "convert first"}.get(r["kind"], "yes" if r["cached"] else "no")
         table.append((", ".join(r["aliases"]) or "-", r["checkpoint"], cached, size))
     widths = [max(len(row[i]) for row in table) for i in range(3)]
     for row in table:

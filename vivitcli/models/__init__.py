@@ -14,7 +14,7 @@ from vivitcli._lazy import lazy_exports
 _LAZY = {
     "load_model": "vivitcli.models.hub",
     "resolve_model_path": "vivitcli.models.hub",
-    "ALIASES": "vivitcli.models.hub",
+    "ALIASES": "vivitcli.models.names",
     "build_model": "vivitcli.models.build",
     "VideoModel": "vivitcli.models.base",
     "ViViT": "vivitcli.models.vivit",

@@ -39,17 +39,20 @@ PRESETS: dict[str, dict] = {
     },
 }
 
-# Short names accepted by preset() (the same aliases load_model accepts for these checkpoints).
-PRESET_ALIASES = {"vivit": VIVIT_B_16X2, "vivit-b-16x2": VIVIT_B_16X2, "vivit-k400": VIVIT_B_16X2,
-                  "videomae": VIDEOMAE_B, "videomae-b": VIDEOMAE_B, "videomae-base-k400": VIDEOMAE_B}
+# The random-weight entries of vivitcli.models.names point here by architecture.
+ARCHITECTURES = {"vivit": VIVIT_B_16X2, "videomae": VIDEOMAE_B}
 
 
 def preset(name: str) -> dict:
-    """A deep copy of PRESETS[name]; `name` may be a hub id or a short alias (vivit, videomae, ...)."""
-    key = PRESET_ALIASES.get(name, name)
+    """A deep copy of a full-size config: `name` is a hub id of PRESETS, an architecture (vivit, videomae),
+    or a random-weight alias of vivitcli.models.names (random-vivit-b, random-videomae-b)."""
+    from vivitcli.models.names import alias_names, lookup
+
+    entry = lookup(name)
+    key = ARCHITECTURES.get(entry.target if entry is not None and entry.kind == "random" else name, name)
     if key not in PRESETS:
         from vivitcli.errors import UsageError
 
-        names = ", ".join([*PRESETS, *PRESET_ALIASES])
-        raise UsageError(f"unknown preset {name!r} (known: {names})")
+        known = ", ".join([*alias_names("random"), *ARCHITECTURES, *PRESETS])
+        raise UsageError(f"unknown preset {name!r} (known: {known})")
     return copy.deepcopy(PRESETS[key])
