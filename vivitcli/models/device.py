@@ -1,20 +1,49 @@
-"""device="auto"|cpu|cuda[:i]|mps and dtype="auto"|float32|float16|bfloat16 as the loaders accept them."""
+"""device="auto"|cpu|cuda[:i]|mps and dtype="auto"|float32|float16|bfloat16: the one home of their spellings
+and of how "auto" resolves. The name tables are torch-free (the CLI checks options before importing torch)."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from vivitcli.errors import UsageError
 
-DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+if TYPE_CHECKING:
+    import torch
+
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+# Every accepted spelling -> its canonical name.
+DTYPE_SPELLINGS = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
 }
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 
 
-def resolve_device(device="auto") -> torch.device:
+def canonical_dtype(name, *, allow_auto: bool = True) -> str:
+    """'bf16' -> 'bfloat16', 'torch.float32' -> 'float32'; 'auto' kept when allowed; UsageError otherwise."""
+    key = str(name or "auto").strip().lower().removeprefix("torch.")
+    if key == "auto" and allow_auto:
+        return key
+    if key not in DTYPE_SPELLINGS:
+        choices = ("auto, " if allow_auto else "") + ", ".join(DTYPE_NAMES)
+        raise UsageError(f"unknown dtype {name!r} (use {choices})")
+    return DTYPE_SPELLINGS[key]
+
+
+def check_device_name(device) -> str:
+    """A device spelling checked without torch (auto, cpu, cuda, cuda:N, mps); UsageError otherwise."""
+    name = str(device or "auto").strip().lower()
+    base, _, index = name.partition(":")
+    if base not in ("auto", "cpu", "cuda", "mps") or (index and (base != "cuda" or not index.isdigit())):
+        raise UsageError(f"unknown device {device!r} (use {', '.join(DEVICE_NAMES)})")
+    return name
+
+
+def resolve_device(device="auto") -> "torch.device":
     """auto: cuda when available, else mps, else cpu. Asking for an absent accelerator is a UsageError."""
+    import torch
+
     if isinstance(device, torch.device):
         device = str(device)
     name = str(device or "auto").lower()
@@ -37,14 +66,16 @@ def resolve_device(device="auto") -> torch.device:
     return dev
 
 
-def resolve_dtype(dtype="auto", device: torch.device | None = None) -> torch.dtype:
+def resolve_dtype(dtype="auto", device: "torch.device | None" = None) -> "torch.dtype":
     """auto: float32 on CPU (the reference numerics), bfloat16 on CUDA when supported else float16,
     float16 on MPS."""
+    import torch
+
     if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise UsageError(f"unsupported dtype {dtype} (use float32, float16 or bfloat16)")
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise UsageError(f"unsupported dtype {dtype} (use {', '.join(DTYPE_NAMES)})")
         return dtype
-    name = str(dtype or "auto").lower().removeprefix("torch.")
+    name = canonical_dtype(dtype)
     if name == "auto":
         kind = device.type if device is not None else "cpu"
         if kind == "cuda":
@@ -52,12 +83,11 @@ def resolve_dtype(dtype="auto", device: torch.device | None = None) -> torch.dty
         if kind == "mps":
             return torch.float16
         return torch.float32
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise UsageError(f"unknown dtype {dtype!r} (use auto, float32, float16 or bfloat16)") from None
+    return getattr(torch, name)
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
