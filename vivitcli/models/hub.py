@@ -41,8 +41,10 @@ ALIASES = {
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def load_model(name_or_path, *, device="auto", dtype="auto", attn: str = "sdpa"):
+def load_model(name_or_path, *, device="auto", dtype="auto", attn: str = "sdpa", task: str = "default"):
     """Load a ViViT or VideoMAE checkpoint as a VideoModel (eval mode) on `device` in `dtype`.
+
+    task="pretraining": a VideoMAE pre-training checkpoint with its decoder (videomae_pretraining.load_pretraining).
 
     name_or_path: a directory in the Hugging Face layout, an alias (see ALIASES), or a hub id.
     device: auto | cpu | cuda[:N] | mps. dtype: auto (float32 on CPU) | float32 | float16 | bfloat16.
@@ -51,6 +53,9 @@ def load_model(name_or_path, *, device="auto", dtype="auto", attn: str = "sdpa")
     """
     from vivitcli.models.base import check_attn
 
+    if task != "default":  # "pretraining" (anything else is refused there)
+        from vivitcli.models.videomae_pretraining import load_pretraining
+        return load_pretraining(name_or_path, device=device, dtype=dtype, attn=attn, task=task)
     check_attn(attn)
     path, name = resolve_model_path(name_or_path)
     return load_from_dir(path, name=name, device=device, dtype=dtype, attn=attn)
