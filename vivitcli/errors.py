@@ -45,3 +45,12 @@ class VideoError(VivitError):
 
 class ConvertError(VivitError):
     """A checkpoint conversion that cannot proceed or failed verification."""
+
+
+def printable(path) -> str:
+    """A file name safe to put in a one-line message: newlines, escape sequences and other control
+    characters are shown escaped (a name holding ESC[2J must not clear the user's terminal)."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
