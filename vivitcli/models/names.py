@@ -32,7 +32,8 @@ class ModelName:
 MODELS: tuple[ModelName, ...] = (
     ModelName("demo/model", "package", ("demo",),
               note="a small ViViT trained on synthetic clips (6 motion classes), for offline use"),
-    ModelName("demo/mae", "package", ("demo-mae",), note="a small VideoMAE pre-training model (with decoder) trained on synthetic clips: vivit reconstruct"),
+    ModelName("demo/mae/model", "package", ("demo-mae",),
+              note="a small VideoMAE pre-training model (with its decoder) trained on synthetic clips, for vivit reconstruct"),
     ModelName("google/vivit-b-16x2-kinetics400", "hub", ("vivit", "vivit-k400"),
               ("vivit", 768, 12, 3072, 32, 224, 2, 16, 400, None)),
     ModelName("MCG-NJU/videomae-base-finetuned-kinetics", "hub", ("videomae", "videomae-base-k400"),

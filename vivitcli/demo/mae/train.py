@@ -1,0 +1,195 @@
+"""Train the bundled masked-autoencoder demo: `python -m vivitcli.demo.mae.train [--out DIR]`.
+
+A small VideoMAE pre-training model (encoder + decoder) on the demo's synthetic clips (vivitcli.synthetic:
+the six motion classes, labels unused), 8 frames of 64x64 px, patches 2x8x8 (4x8x8 = 256 tokens), tube
+masking of 90% as the paper trains. Reproducible: training clip k is `synthetic.sample_spec((TRAIN_SEED_TAG,
+k))`, every random choice of the loop (batches, flips, masks) comes from SEED, and torch runs one thread.
+
+norm_pix_loss is off: the decoder then predicts pixels (in the loss's ImageNet-unnormalised space), so
+`vivit reconstruct --model demo-mae` pictures need no statistics of the hidden patches and show what the
+model actually predicts (with norm_pix_loss on they would borrow each hidden patch's true mean and std).
+
+The model is transformers' VideoMAEForPreTraining (a dev/test dependency) saved with save_pretrained: the
+Hugging Face layout (config.json, model.safetensors with the decoder); this script adds
+preprocessor_config.json (the whole frame squashed to 64x64, ImageNet mean/std, as the loss assumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vivitcli import synthetic
+
+SEED = 20261130
+TRAIN_SEED_TAG = 7_000_015  # training clip k: sample_spec((TRAIN_SEED_TAG, k)); held-out clips use other tags
+NUM_FRAMES = 8
+IMAGE_SIZE = 64
+MASK_RATIO = 0.9
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "model"
+
+PREPROCESSOR_CONFIG = {
+    "image_processor_type": "VideoMAEImageProcessor",
+    "do_resize": True,
+    "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    "resample": 2,
+    "do_center_crop": False,
+    "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+}
+
+MODEL_CONFIG = dict(
+    image_size=IMAGE_SIZE, num_frames=NUM_FRAMES, patch_size=8, tubelet_size=2, num_channels=3,
+    hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=256,
+    hidden_act="gelu", layer_norm_eps=1e-12, qv_bias=True, use_mean_pooling=False,
+    decoder_hidden_size=64, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
+    decoder_intermediate_size=128, norm_pix_loss=False,
+    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+)
+
+
+def sample_positions(num_video_frames: int, num_frames: int = NUM_FRAMES) -> np.ndarray:
+    """Segment centres, as vivitcli's "uniform" sampling (what `vivit reconstruct` reads) picks them."""
+    return np.floor((np.arange(num_frames) + 0.5) * num_video_frames / num_frames).astype(np.int64)
+
+
+def make_clip(seed) -> np.ndarray:
+    """uint8 (T, S, S, 3): clip `seed` rendered at its own size at the sampled frames, resized as the CLI does."""
+    from vivitcli.preprocess import Preprocessor
+
+    spec = synthetic.sample_spec(seed)
+    frames = synthetic.render_frames(spec, sample_positions(spec.num_frames))
+    pre = Preprocessor.from_config(PREPROCESSOR_CONFIG, "videomae")
+    return np.stack([pre.resize_frame(f) for f in frames])
+
+
+def build_dataset(seeds, workers: int) -> np.ndarray:
+    seeds = list(seeds)
+    if workers > 1:
+        import multiprocessing as mp
+
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
+            return np.stack(pool.map(make_clip, seeds, chunksize=32))
+    return np.stack([make_clip(s) for s in seeds])
+
+
+def to_pixels(x, preprocessor):
+    """uint8 (B, T, S, S, 3) → float (B, T, 3, S, S) through the shipped normalization."""
+    b, t = x.shape[:2]
+    flat = preprocessor.normalize(np.ascontiguousarray(x.reshape(b * t, *x.shape[2:])))
+    return flat.reshape(b, t, *flat.shape[1:])
+
+
+def augment(x, gen):
+    """Flips, transposes, time reversal and channel orders on uint8 (B, T, S, S, 3): more motions and colours."""
+    import torch
+
+    x = x.clone()
+    r = torch.rand(x.shape[0], 5, generator=gen)
+    for column, dims in enumerate(((3,), (2,), None, (1,))):
+        m = r[:, column] < 0.5
+        x[m] = x[m].transpose(2, 3) if dims is None else x[m].flip(dims)
+    m = r[:, 4] < 0.5
+    x[m] = x[m][..., torch.randperm(3, generator=gen)]
+    return x
+
+
+def build_model():
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+
+    return VideoMAEForPreTraining(VideoMAEConfig(**MODEL_CONFIG))
+
+
+def grid() -> tuple[int, int, int]:
+    p = MODEL_CONFIG["patch_size"]
+    return NUM_FRAMES // MODEL_CONFIG["tubelet_size"], IMAGE_SIZE // p, IMAGE_SIZE // p
+
+
+def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers: int, threads: int = 1,
+          log=print) -> dict:
+    import torch
+
+    from vivitcli.masking import make_mask
+    from vivitcli.preprocess import Preprocessor
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(SEED)
+    gen = torch.Generator().manual_seed(SEED)
+    t0 = time.time()
+    x_all = torch.from_numpy(build_dataset(((TRAIN_SEED_TAG, k) for k in range(clips)), workers))
+    log(f"dataset: {clips} clips {tuple(x_all.shape[1:])} in {time.time() - t0:.0f} s")
+    pre = Preprocessor.from_config(PREPROCESSOR_CONFIG, "videomae")
+
+    model = build_model()
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "mask_token" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "mask_token" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.95))
+    warmup = max(steps // 20, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+
+    t1 = time.time()
+    order, pos, running = torch.randperm(clips, generator=gen), 0, 0.0
+    for step in range(steps):
+        if pos + batch_size > clips:
+            order, pos = torch.randperm(clips, generator=gen), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        pixels = to_pixels(augment(x_all[idx], gen).numpy(), pre)
+        mask = make_mask(grid(), MASK_RATIO, batch=len(idx), generator=gen)
+        loss = model(pixel_values=pixels, bool_masked_pos=mask).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running += loss.item()
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            n = (step % 100) + 1
+            log(f"step {step + 1}/{steps}  loss {running / n:.4f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"{time.time() - t1:.0f} s")
+            running = 0.0
+
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
+    return {"clips": clips, "steps": steps, "batch_size": batch_size, "seed": SEED,
+            "data_seconds": round(t1 - t0, 1), "train_seconds": round(time.time() - t1, 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vivitcli.demo.mae.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (HF layout)")
+    parser.add_argument("--clips", type=int, default=3000, help="distinct training clips")
+    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes that render the training clips")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    args = parser.parse_args(argv)
+    start = time.time()
+    stats = train(args.out, args.clips, args.steps, args.batch_size, args.lr, args.workers, args.threads,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({**stats, "total_seconds": round(time.time() - start, 1), "out": str(args.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
