@@ -11,6 +11,11 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; resolved on first attribute access.
 _LAZY = {
+    "classify": "vivitcli.tasks",
+    "embed": "vivitcli.tasks",
+    "Sampling": "vivitcli.tasks",
+    "ClassifyJob": "vivitcli.tasks",
+    "EmbedJob": "vivitcli.tasks",
     "load_model": "vivitcli.models.hub",
     "probe": "vivitcli.video.probe",
     "VideoInfo": "vivitcli.video.probe",

@@ -25,7 +25,7 @@ app = typer.Typer(
     name="vivit",
     help="Label and embed video clips with ViViT and VideoMAE.",
     no_args_is_help=True,
-    add_completion=True,
+    add_completion=False,  # the static scripts in completions/ are the one completion system
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -123,11 +123,53 @@ for _module in (classify, embed, models, benchmark, convert, sample_clip, recons
     app.command(_name, help=_reflow(_module.command.__doc__))(guarded(_module.command))
 
 
+def _type_word(param) -> str | None:
+    """What a value of `param` looks like in --help: TEXT, INTEGER, FLOAT or [a|b|c]; None for flags."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return None
+    desc = getattr(param, "type_descriptor", None)
+    if desc is not None and desc.is_choice:
+        return "[" + "|".join(str(getattr(c, "value", c)) for c in desc.choices or ()) + "]"
+    return {"int": "INTEGER", "float": "FLOAT", "bool": None}.get(param.bare_type(), "TEXT")
+
+
+def _plain_help(command) -> None:
+    """Help in plain words (INPUTS..., TEXT, INTEGER) instead of Typer's <list[str]> / <bool> labels."""
+    from typer.core import TyperArgument
+
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            word = param.name.upper() + ("..." if param.nargs != 1 else "")
+            param.metavar = word
+            param._usage_display_name = lambda word=word: word
+            param.display_type_rich = lambda ctx: None
+        else:
+            param.display_type_rich = lambda ctx, word=_type_word(param): word
+    original = command.get_help_option
+
+    def get_help_option(ctx, original=original):
+        option = original(ctx)
+        if option is not None:  # made per context, after the walk above
+            option.display_type_rich = lambda ctx: None
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
+def build_command():
+    """The click command behind `vivit` (what main() runs), with plain help labels."""
+    command = typer.main.get_command(app)
+    _plain_help(command)
+    return command
+
+
 def main() -> None:
     try:
         # A fixed name: usage lines and the completion variable (_VIVIT_COMPLETE) read the same under
         # `python -m vivitcli` as under the `vivit` script.
-        app(prog_name="vivit")
+        build_command()(prog_name="vivit")
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

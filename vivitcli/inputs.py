@@ -55,17 +55,22 @@ def walk_folder(folder: str, exts: Iterable[str]) -> list[str]:
     return [path for _, path in found]
 
 
-def read_path_list(stream: IO[str]) -> list[str]:
-    """One path per line; blank lines skipped; only the line ending is stripped (names may hold spaces)."""
+def read_path_list(stream: IO[str], null_separated: bool = False) -> list[str]:
+    """One path per line (or per NUL with `null_separated`, as `find -print0` writes them); blank entries
+    skipped; only the line ending is stripped (names may hold spaces)."""
+    if null_separated:
+        return [name for name in stream.read().split("\0") if name.strip()]
     return [line.rstrip("\r\n") for line in stream if line.strip()]
 
 
-def collect_paths(args: Iterable[str], exts: Iterable[str] = DEFAULT_EXTENSIONS, stdin: IO[str] | None = None) -> list[str]:
+def collect_paths(args: Iterable[str], exts: Iterable[str] = DEFAULT_EXTENSIONS, stdin: IO[str] | None = None,
+                  null_separated: bool = False) -> list[str]:
     """Expand files, folders and `-` into an ordered, duplicate-free list of paths.
 
     Files named explicitly are kept whatever their extension, and kept even when missing: the run reports
     each missing one as a failed input instead of refusing to start. A folder with no video in it is a
-    usage error, as is an empty result.
+    usage error on the command line; named on stdin it is kept as an input that fails with that reason, so
+    the rest of the list still runs. An empty result is a usage error.
     """
     exts = tuple(exts)
     out: list[str] = []
@@ -80,7 +85,10 @@ def collect_paths(args: Iterable[str], exts: Iterable[str] = DEFAULT_EXTENSIONS,
     def expand(arg: str, from_stdin: bool) -> None:
         if os.path.isdir(arg):
             found = walk_folder(arg, exts)
-            if not found and not from_stdin:
+            if not found:
+                if from_stdin:
+                    add(arg)  # the run reports it as a failed input
+                    return
                 raise UsageError(
                     f"{arg}: no video files in this folder", f"looked for .{', .'.join(exts)}; change the set with --ext"
                 )
@@ -95,7 +103,7 @@ def collect_paths(args: Iterable[str], exts: Iterable[str] = DEFAULT_EXTENSIONS,
             if stdin_used:
                 continue
             stdin_used = True
-            for line in read_path_list(stdin if stdin is not None else sys.stdin):
+            for line in read_path_list(stdin if stdin is not None else sys.stdin, null_separated):
                 expand(line, from_stdin=True)
         else:
             expand(arg, from_stdin=False)

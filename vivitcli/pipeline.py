@@ -2,12 +2,15 @@
 
     paths ─ decode threads (read_clip: probe, sample, decode, preprocess; N files ahead) ─┐
           ┌───────────────────────────────────────────────────────────────────────────┘
-          └─> clips queue ─ batches of `batch_size` clips, across file boundaries ─> compute (B, X)
+          └─> clips queue ─ batches of `batch_size` clips of one shape, across file boundaries ─> compute (B, X)
               ─> per-file average over its views ─> results in input order
 
 Decoding and preprocessing run in daemon threads (PyAV and torch release the GIL), so the next files are being
 decoded while the model computes on the current batch. A file that fails to decode becomes a result with its
-error and the run goes on. Results come out in input order, each as soon as every earlier file is done.
+error and the run goes on; so does every file of a batch that the model fails on (an error in compute is
+those files' error, never the run's). Only clips of the same shape share a batch: a checkpoint whose
+preprocessor keeps the aspect ratio gives clips of different sizes. Results come out in input order, each as
+soon as every earlier file is done.
 
 The pipeline knows nothing about models or formats: it takes `read(path) -> (clip, info)` and
 `compute(batch) -> (B, X)` callables, so it can be tested with fakes.
@@ -132,7 +135,7 @@ class Pipeline:
         if not os.path.exists(path):
             raise VideoError(path, "no such file")
         if os.path.isdir(path):
-            raise VideoError(path, "is a folder")
+            raise VideoError(path, "is a folder with no video files in it")
         return self.read(path)
 
     def run(self, paths: Sequence[str]) -> Iterator[FileResult]:
@@ -140,20 +143,41 @@ class Pipeline:
 
         paths = list(paths)
         prefetcher = _Prefetcher(self._read_checked, paths, self.workers, self.prefetch)
-        pending: list[tuple[int, Any]] = []  # (file index, one view (T, C, H, W)) waiting for a batch
+        # Views waiting for a batch, one queue per clip shape: [(file index, view (T, C, H, W)), ...]
+        pending: dict[tuple, list[tuple[int, Any]]] = {}
         partial: dict[int, FileResult] = {}  # files with views still to compute
         sums: dict[int, Any] = {}
         left: dict[int, int] = {}
         ready: dict[int, FileResult] = {}
         next_out = 0
 
+        def fail(i: int, err: BaseException) -> None:
+            """A compute error: file i gets it as its error; its other views are dropped when they come up."""
+            res = partial.pop(i, None)
+            if res is None:
+                return
+            res.output, res.error, res.exception = None, describe_error(err), err
+            sums.pop(i, None)
+            left.pop(i, None)
+            ready[i] = res
+
         def run_batch(items: list[tuple[int, Any]]) -> None:
-            batch = torch.stack([view for _, view in items])
-            with torch.inference_mode():
-                out = self.compute(batch)
-            out = out.detach().float().cpu()
-            if out.ndim != 2 or out.shape[0] != len(items):
-                raise RuntimeError(f"compute returned shape {tuple(out.shape)} for a batch of {len(items)}")
+            items = [(i, v) for i, v in items if i in partial]  # files that already failed are skipped
+            if not items:
+                return
+            try:
+                batch = torch.stack([view for _, view in items])
+                with torch.inference_mode():
+                    out = self.compute(batch)
+                out = out.detach().float().cpu()
+                if out.ndim != 2 or out.shape[0] != len(items):
+                    raise RuntimeError(f"compute returned shape {tuple(out.shape)} for a batch of {len(items)}")
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as err:  # noqa: BLE001 - MemoryError too: those files fail, the run goes on
+                for i in dict.fromkeys(i for i, _ in items):
+                    fail(i, err)
+                return
             self.clips_done += len(items)
             for (i, _), row in zip(items, out):
                 sums[i] = row if i not in sums else sums[i] + row
@@ -164,11 +188,24 @@ class Pipeline:
                     del left[i]
                     ready[i] = res
 
+        def flush_full(current: int) -> None:
+            for shape in list(pending):
+                queue = pending[shape]
+                while len(queue) >= self.batch_size:
+                    run_batch(queue[: self.batch_size])
+                    del queue[: self.batch_size]
+                # A shape that rarely occurs must not hold back output order (and memory) for long.
+                if queue and current - queue[0][0] >= self.prefetch:
+                    run_batch(queue)
+                    queue.clear()
+                if not queue:
+                    del pending[shape]
+
         try:
             for i, path in enumerate(paths):
                 ok, value = prefetcher.get(i)
                 if not ok:
-                    if isinstance(value, (KeyboardInterrupt, SystemExit, MemoryError)):
+                    if isinstance(value, (KeyboardInterrupt, SystemExit)):
                         raise value
                     ready[i] = FileResult(i, path, error=describe_error(value), exception=value)
                 else:
@@ -179,16 +216,13 @@ class Pipeline:
                     else:
                         partial[i] = FileResult(i, path, info=info, views=int(views.shape[0]))
                         left[i] = int(views.shape[0])
-                        pending.extend((i, v) for v in views)
-                while len(pending) >= self.batch_size:
-                    run_batch(pending[: self.batch_size])
-                    del pending[: self.batch_size]
+                        pending.setdefault(tuple(views.shape[1:]), []).extend((i, v) for v in views)
+                flush_full(i)
                 while next_out in ready:
                     yield ready.pop(next_out)
                     next_out += 1
-            if pending:
-                run_batch(pending)
-                pending.clear()
+            for shape in list(pending):
+                run_batch(pending.pop(shape))
             while next_out in ready:
                 yield ready.pop(next_out)
                 next_out += 1

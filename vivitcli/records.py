@@ -45,6 +45,8 @@ class FrameFields:
     frame_indices: Any = None  # (T,) or (K, T) for several views
     timestamps: Any = None  # seconds from the first frame, same shape
     approximate: bool | None = None  # frames moved to keyframes (--sampling keyframes)
+    # The exception behind `error`, for --debug tracebacks; never serialised.
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def frame_dict(self) -> dict:
         return {"frame_indices": _plain(self.frame_indices), "timestamps": _plain(self.timestamps),

@@ -1,4 +1,4 @@
-"""`vivit classify`: top-k labels for many videos per call."""
+"""`vivit classify`: top-k labels for many videos per call (a thin shell over vivitcli.tasks.ClassifyJob)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,16 @@ from vivitcli.commands import options as o
 def command(
     inputs: o.Inputs,
     model: o.Model = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels per video.",
-                                       rich_help_panel=o.OUTPUT_PANEL)] = 5,
+    top_k: o.TopK = 5,
     fmt: Annotated[Optional[o.OutputFormat], typer.Option(
         "--format", "-f", help="Output format. (default: from --out's suffix; else table on a terminal, jsonl "
         "when piped)", show_default=False, rich_help_panel=o.OUTPUT_PANEL)] = None,
     out: Annotated[Optional[str], typer.Option(
-        "--out", "-o", help="Write results to this file instead of stdout (.jsonl, .json, .csv, .txt); "
+        "--out", "-o", help="Write results to this file instead of stdout (.jsonl, .json, .csv, .txt, .parquet); "
         "needed for --resume.", show_default=False, rich_help_panel=o.OUTPUT_PANEL)] = None,
-    labels: Annotated[Optional[str], typer.Option(
-        "--labels", help="Class names, one per line in index order (replaces the checkpoint's).",
-        show_default=False, rich_help_panel=o.OUTPUT_PANEL)] = None,
+    labels: o.Labels = None,
     resume: o.Resume = False,
+    force: o.Force = False,
     sampling: o.SamplingOpt = None,
     frames: o.Frames = None,
     frame_step: o.FrameStep = 4,
@@ -32,10 +30,13 @@ def command(
     end: o.End = None,
     seed: o.Seed = None,
     ext: o.Ext = None,
+    null: o.NullSeparated = False,
+    max_pixels: o.MaxPixels = None,
     workers: o.Workers = None,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
-    attn: o.Attn = "sdpa",
+    attn: o.Attn = o.AttnImpl.sdpa,
+    backend: o.BackendOpt = o.Backend.torch,
     batch_size: o.BatchSize = 4,
     quiet: o.Quiet = False,
     debug: o.Debug = False,
@@ -52,56 +53,12 @@ def command(
     Examples:
       vivit classify clip.mp4
       vivit classify videos/ -o labels.jsonl --resume
-      find . -name '*.mp4' | vivit classify - --format csv
+      find . -name '*.mp4' -print0 | vivit classify -0 - --format csv
     """
-    from vivitcli.commands import _common
+    from vivitcli.commands.batch import announce_stdin, run_job
+    from vivitcli.tasks import ClassifyJob
 
-    opts = _common.RunOptions(
-        task="classify", inputs=inputs, ext=ext, model=model, device=device, dtype=dtype, attn=attn,
-        batch_size=batch_size, workers=workers, sampling=sampling.value if sampling else None, frames=frames,
-        frame_step=frame_step, clips=clips, start=start, end=end, seed=seed, out=out,
-        fmt=fmt.value if fmt else None, resume=resume, quiet=quiet, debug=debug,
-        extra={"top_k": top_k, "labels_file": labels},
-    )
-    _common.run(opts, _record, _prepare)
-
-
-def _prepare(model, opts):
-    from vivitcli.commands._common import read_labels_file
-
-    names = list(model.labels)
-    source = model.label_source
-    if opts.extra["labels_file"]:
-        names = read_labels_file(opts.extra["labels_file"], len(names))
-        source = f"file:{opts.extra['labels_file']}"
-    device, dtype = model.device, model.dtype
-
-    def compute(batch):
-        return model(batch.to(device=device, dtype=dtype))
-
-    meta = {"model": model.name, "labels": names, "label_source": source, "top_k": opts.extra["top_k"],
-            "resume_keys": {"model": model.name}}
-    return compute, meta
-
-
-def top_labels(logits, names: list[str], k: int) -> list[dict]:
-    """Softmax over (K,) logits, then the k best as [{label, score, index}] (ties: lower index first)."""
-    import numpy as np
-
-    logits = np.asarray(logits, dtype=np.float64)
-    z = np.exp(logits - logits.max())
-    probs = z / z.sum()
-    order = np.argsort(-probs, kind="stable")[: min(k, len(probs))]
-    return [{"label": names[i] if i < len(names) else f"LABEL_{i}", "score": float(probs[i]), "index": int(i)}
-            for i in order]
-
-
-def _record(res, meta) -> dict:
-    from vivitcli.commands._common import info_fields
-    from vivitcli.writers import make_record
-
-    if res.error is not None:
-        return make_record("classify", path=res.path, labels=[], model=meta["model"],
-                           label_source=meta["label_source"], error=res.error)
-    return make_record("classify", path=res.path, labels=top_labels(res.output, meta["labels"], meta["top_k"]),
-                       model=meta["model"], label_source=meta["label_source"], **info_fields(res.info))
+    announce_stdin(inputs, quiet)
+    job = ClassifyJob(inputs, model or o.default_model(), top_k=top_k, labels=labels,
+                      **o.job_options(locals()))
+    run_job(job, out=out, fmt=fmt.value if fmt else None, resume=resume, force=force, quiet=quiet, debug=debug)

@@ -11,7 +11,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-DEFAULT_MODEL = "google/vivit-b-16x2-kinetics400"
+from vivitcli.models.device import DTYPE_NAMES
+from vivitcli.models.names import DEFAULT_MODEL
 
 
 def default_model() -> str:
@@ -55,11 +56,30 @@ Model = Annotated[
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)]
 Dtype = Annotated[
-    str, typer.Option("--dtype", help="auto, float32, float16 or bfloat16.", rich_help_panel=MODEL_PANEL)
+    str, typer.Option("--dtype", help=f"auto, {', '.join(DTYPE_NAMES)} (also fp32, fp16, bf16).",
+                      rich_help_panel=MODEL_PANEL)
 ]
+
+
+class AttnImpl(str, Enum):
+    sdpa = "sdpa"
+    eager = "eager"
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    openvino = "openvino"
+    auto = "auto"
+
+
 Attn = Annotated[
-    str,
+    AttnImpl,
     typer.Option("--attn", help="Attention implementation: sdpa or eager (the reference).", rich_help_panel=MODEL_PANEL),
+]
+BackendOpt = Annotated[
+    Backend,
+    typer.Option("--backend", help="torch (the reference), openvino (CPU; needs the openvino extra), or auto "
+                 "(openvino on a CPU when installed, else torch).", rich_help_panel=MODEL_PANEL),
 ]
 BatchSize = Annotated[
     int,
@@ -85,6 +105,17 @@ Ext = Annotated[
         show_default=False,
         rich_help_panel=INPUT_PANEL,
     ),
+]
+NullSeparated = Annotated[
+    bool,
+    typer.Option("--null", "-0", help="Paths on stdin are separated by NUL bytes (find -print0).",
+                 rich_help_panel=INPUT_PANEL),
+]
+MaxPixels = Annotated[
+    Optional[int],
+    typer.Option("--max-pixels", min=1, help="Refuse videos whose frames have more pixels than this (width x "
+                 "height), before decoding them. (default: 8192x8192)", show_default=False,
+                 rich_help_panel=INPUT_PANEL),
 ]
 Workers = Annotated[
     Optional[int],
@@ -136,3 +167,33 @@ Resume = Annotated[
     typer.Option("--resume", help="Continue an interrupted run into the same --out file, skipping finished inputs.",
                  rich_help_panel=OUTPUT_PANEL),
 ]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing --out file.", rich_help_panel=OUTPUT_PANEL),
+]
+Labels = Annotated[
+    Optional[str],
+    typer.Option("--labels", help="Class names replacing the checkpoint's: kinetics400, ssv2, a file with one name "
+                 "per line in index order, or JSON (a list, or {index: name}).", show_default=False,
+                 rich_help_panel=OUTPUT_PANEL),
+]
+TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels per video.", rich_help_panel=OUTPUT_PANEL)]
+
+
+def job_options(values: dict) -> dict:
+    """The vivitcli.tasks.Job keyword arguments from a command's parameters (passed as `locals()`), so every
+    command that runs a batch job maps the shared options the same way."""
+    from vivitcli.tasks import Sampling
+
+    sampling = values.get("sampling")
+    return {
+        "sampling": Sampling(sampling=sampling.value if sampling else None, frames=values.get("frames"),
+                             frame_step=values.get("frame_step", 4), clips=values.get("clips"),
+                             start=values.get("start"), end=values.get("end"), seed=values.get("seed"),
+                             max_pixels=values.get("max_pixels")),
+        "batch_size": values.get("batch_size", 4), "workers": values.get("workers"),
+        "device": values.get("device", "auto"), "dtype": values.get("dtype", "auto"),
+        "attn": getattr(values.get("attn"), "value", values.get("attn") or "sdpa"),
+        "backend": getattr(values.get("backend"), "value", values.get("backend") or "torch"),
+        "ext": values.get("ext"), "null_separated": bool(values.get("null")),
+    }

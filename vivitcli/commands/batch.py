@@ -1,0 +1,162 @@
+"""The shell around a library batch job (vivitcli.tasks): output checks, sink, progress, summary, exit code.
+
+Commands build a Job from their options and hand it here. Order matters for the user: every check that can
+refuse the run (options, output path, lock) happens before the model loads, so a mistake costs no time and
+touches no file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+
+import typer
+
+from vivitcli.errors import UsageError, printable
+
+
+def debug_wanted(debug: bool) -> bool:
+    return debug or os.environ.get("VIVIT_DEBUG", "") not in ("", "0")
+
+
+class Reporter:
+    """stderr for people: per-file error lines always; a progress bar only on a terminal without --quiet.
+
+    The ETA is the mean time per finished input so far times the inputs left: batches finish several files
+    at once, and rich's own short-window speed estimate then swings (it read 1 s with 10 s left).
+    """
+
+    def __init__(self, total: int, *, quiet: bool, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self.total = total
+        self.done = 0
+        self.progress = None
+        self._task = None
+        self._t0 = time.perf_counter()
+        self._clips = 0
+        isatty = getattr(self.stream, "isatty", lambda: False)()
+        if not quiet and isatty and total > 0:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            console = Console(file=self.stream, stderr=True)
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"),
+                console=console, transient=True,
+            )
+            self._task = self.progress.add_task("vivit", total=total, rate="", eta="-:--:--")
+            self.progress.start()
+
+    def log(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self.log(message)
+
+    def eta_seconds(self) -> float | None:
+        if self.done == 0:
+            return None
+        elapsed = time.perf_counter() - self._t0
+        return elapsed / self.done * (self.total - self.done)
+
+    def advance(self, clips: int = 1) -> None:
+        self.done += 1
+        self._clips += clips
+        if self.progress is not None:
+            elapsed = max(time.perf_counter() - self._t0, 1e-9)
+            eta = self.eta_seconds()
+            text = "-:--:--" if eta is None else time.strftime("%H:%M:%S", time.gmtime(round(eta)))
+            self.progress.update(self._task, advance=1, rate=f"{self._clips / elapsed:.1f} clips/s", eta=text)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def announce_stdin(inputs, quiet: bool) -> None:
+    """Say that the command waits for paths when `-` reads a terminal (it would otherwise look hung)."""
+    if "-" in inputs and sys.stdin.isatty() and not quiet:
+        print("vivit: reading paths from stdin, one per line (end with Ctrl-D)", file=sys.stderr, flush=True)
+
+
+def summary(done: int, total: int, failed: int, *, interrupted: bool, out: str | None) -> str | None:
+    """The last stderr line of a run: how far it got and what to do next (None when there is nothing to say)."""
+    if interrupted:
+        tail = "; rerun with --resume to finish" if out else ""
+        return f"vivit: {done}/{total} done{tail}"
+    if failed:
+        return f"vivit: {total - failed}/{total} done, {failed} failed" + (
+            "; rerun with --resume to retry the failed ones" if out else "")
+    return None
+
+
+def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool, quiet: bool,
+            debug: bool) -> None:
+    """Run a vivitcli.tasks Job into stdout or --out; raise typer.Exit with the exit code."""
+    from vivitcli import output
+
+    kind = job.task
+    fmt = output.out_format(out, fmt, kind=kind, stdout_isatty=sys.stdout.isatty())
+    if resume and out is None:
+        raise UsageError("--resume needs --out FILE", "stdout cannot be continued; write to a file")
+    target = output.check_output(out, kind=kind, fmt=fmt, inputs=job.paths, force=force, resume=resume)
+    reporter = Reporter(0, quiet=True)  # replaced below; keeps `log` usable while the sink opens
+    sink = None
+    try:
+        job.load()
+        sink = output.open_sink(fmt, out, kind=kind, target=target, settings=job.settings, order=job.paths,
+                                dim=getattr(job, "dim", None), stdout=sys.stdout, log=reporter.log)
+    finally:
+        if sink is None and target is not None:
+            target.release()
+    todo = [p for p in job.paths if os.path.normpath(p) not in sink.done]
+    complete, failed, records = False, 0, None
+    reporter = Reporter(len(todo), quiet=quiet)
+    try:
+        if resume:
+            reporter.note(f"resume: {len(job.paths) - len(todo)} of {len(job.paths)} inputs already done")
+        records = job.run(skip=sink.done)
+        # Results printed to the terminal that shows the bar would be torn by its redraws.
+        shares_screen = out is None and reporter.progress is not None and sys.stdout.isatty()
+        for rec in records:
+            if rec.error is not None:
+                failed += 1
+                reporter.log(f"error: {printable(rec.path)}: {rec.error}")
+                if debug_wanted(debug) and rec.exception is not None:
+                    reporter.log("".join(traceback.format_exception(rec.exception)).rstrip())
+            if shares_screen:
+                reporter.progress.stop()
+            sink.write(rec.to_dict())
+            if shares_screen:
+                reporter.progress.start()
+            reporter.advance(len(rec.frame_indices) if _multi_view(rec) else 1)
+        complete = True
+    except KeyboardInterrupt:
+        reporter.close()
+        line = summary(reporter.done, len(todo), failed, interrupted=True, out=out)
+        if line and not quiet:
+            print(line, file=sys.stderr, flush=True)
+        raise
+    finally:
+        if records is not None:
+            records.close()
+        reporter.close()
+        sink.close(complete=complete)
+    line = summary(reporter.done, len(todo), failed, interrupted=False, out=out)
+    if line and not quiet and len(todo) > 1:
+        print(line, file=sys.stderr, flush=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _multi_view(rec) -> bool:
+    indices = rec.frame_indices
+    return indices is not None and len(indices) > 0 and hasattr(indices[0], "__len__")
