@@ -53,48 +53,95 @@ def test_config_or_weight_file_path_loads_its_directory(vivit_dir):
     assert model.model_type == "vivit" and model.num_labels == 5
 
 
-def _fake_cache(root, repo_id, src):
-    """A huggingface_hub cache entry: models--owner--name/{refs/main, snapshots/<hash>/...}."""
+def _fake_cache(root, repo_id, src, revision="0123abcd"):
+    """A huggingface_hub cache entry as hf_hub_download writes it: models--owner--name/{refs/main,
+    blobs/<sha256>, snapshots/<rev>/<file> -> ../../blobs/<sha256>} (relative symlinks into blobs/)."""
+    import hashlib
+    import os
+
     repo = root / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(src, repo / "snapshots" / "0123abcd")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0123abcd")
-    return repo / "snapshots" / "0123abcd"
+    snap = repo / "snapshots" / revision
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    snap.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        data = f.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        (repo / "blobs" / digest).write_bytes(data)
+        os.symlink(os.path.join("..", "..", "blobs", digest), snap / f.name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return snap
 
 
-def test_hub_id_resolves_from_hf_hub_cache_without_network(tmp_path, monkeypatch, vivit_dir):
-    snapshot = _fake_cache(tmp_path / "hub", "acme/tiny-vivit", vivit_dir)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty huggingface_hub cache in offline mode. huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE
+    once, at import, into its constants (what vivitcli reads); a test sets those constants."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_hub_id_resolves_from_hf_hub_cache_without_network(hf_cache, vivit_dir):
+    snapshot = _fake_cache(hf_cache, "acme/tiny-vivit", vivit_dir)
+    assert (snapshot / "model.safetensors").is_symlink()          # the real layout: links into blobs/
     model = load_model("acme/tiny-vivit", device="cpu")
     assert model.name == "acme/tiny-vivit" and model.path == snapshot
 
 
-def test_hf_home_is_honoured(tmp_path, monkeypatch, videomae_dir):
-    _fake_cache(tmp_path / "hfhome" / "hub", "acme/tiny-mae", videomae_dir)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hfhome"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert load_model("acme/tiny-mae", device="cpu").model_type == "videomae"
+def test_hf_home_and_offline_variables_are_honoured(tmp_path, videomae_dir):
+    """The environment a user sets before running vivit reaches huggingface_hub's constants."""
+    import os
+    import subprocess
+    import sys
+
+    snap = _fake_cache(tmp_path / "hfhome" / "hub", "acme/tiny-mae", videomae_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    env.update(HF_HOME=str(tmp_path / "hfhome"), HF_HUB_OFFLINE="1")
+    code = ("from vivitcli.models.hub import resolve_model_path as r\n"
+            "print(r('acme/tiny-mae')[0])\n"
+            "try:\n    r('acme/not-cached')\nexcept Exception as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0, out.stderr
+    assert lines[0] == str(snap)
+    assert "HF_HUB_OFFLINE is set" in lines[1] and str(tmp_path / "hfhome" / "hub") in lines[1]
 
 
-def test_alias_not_cached_offline_says_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_alias_not_cached_offline_says_what_to_do(hf_cache):
     with pytest.raises(ModelNotFoundError) as err:
         load_model("vivit")
     text = _one_line(err)
-    assert "google/vivit-b-16x2-kinetics400" in text and str(tmp_path / "empty") in text
+    assert "google/vivit-b-16x2-kinetics400" in text and str(hf_cache) in text
+    assert "`hf download google/vivit-b-16x2-kinetics400`" in text and "--model demo" in text
 
 
-def test_cached_snapshot_without_weights_is_not_used(tmp_path, monkeypatch, vivit_dir):
-    snap = _fake_cache(tmp_path / "hub", "acme/partial", vivit_dir)
+def test_cached_snapshot_without_weights_is_not_used(hf_cache, vivit_dir):
+    snap = _fake_cache(hf_cache, "acme/partial", vivit_dir)
     (snap / "model.safetensors").unlink()
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="acme/partial"):
         load_model("acme/partial")
+
+
+def test_older_complete_revision_is_used_when_main_is_partial(hf_cache, vivit_dir):
+    old = _fake_cache(hf_cache, "acme/two", vivit_dir, revision="aaaa1111")
+    new = _fake_cache(hf_cache, "acme/two", vivit_dir, revision="bbbb2222")    # refs/main -> bbbb2222
+    (new / "model.safetensors").unlink()
+    from vivitcli.models.hub import cached_checkpoints, find_in_cache
+
+    assert find_in_cache("acme/two") == old
+    assert "acme/two" in cached_checkpoints()
+
+
+def test_mistyped_name_suggests_the_nearest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError) as err:
+        load_model("videomea")
+    assert "did you mean 'videomae'?" in _one_line(err)
 
 
 def test_demo_alias_points_into_the_package():

@@ -21,7 +21,7 @@ import torch
 
 from vivitcli.errors import CheckpointError
 from vivitcli.models.config import ModelConfig
-from vivitcli.models.files import _short, weight_files
+from vivitcli.models.files import _short, safetensors_shapes, weight_files
 
 PREFIXES = {"vivit": "vivit.", "videomae": "videomae."}
 
@@ -67,15 +67,22 @@ _QKV_NAMES = ("query", "key", "value")
 
 
 # ---- files ------------------------------------------------------------------------------------------------
-def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory on CPU. Pickle files load only with weights_only=True."""
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def read_state_dict(directory) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory on CPU (files chosen by files.weight_files: inside the folder,
+    safetensors preferred). Pickle files load only with weights_only=True."""
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(directory):
-        state.update(_read_file(path))
+        state.update(load_weights(path))
     return state
 
 
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
+def load_weights(path) -> dict[str, torch.Tensor]:
+    """One weights file → {name: tensor} on CPU: safetensors, or a pickle through safe_torch_load (a bare
+    state dict, or one under a "state_dict" key). CheckpointError naming the file for anything else."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -83,16 +90,51 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own SafetensorError / OSError variants
             raise CheckpointError(f"{path}: not a readable safetensors file ({_short(exc)})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for unsafe pickles, RuntimeError for corrupt archives
-        raise CheckpointError(f"{path}: cannot load as a plain tensor file with weights_only=True "
-                              f"({_short(exc)})") from None
+    state = safe_torch_load(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a dict of tensors")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a dict of tensors")
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: entry {str(bad)[:60]!r} is a {type(state[bad]).__name__}, not a tensor")
     return state
+
+
+def safe_torch_load(path, *, mmap: bool = False):
+    """torch.load(weights_only=True) on CPU: nothing in the file can run code. Whatever it holds is returned
+    (tensors in plain containers); every failure is one CheckpointError line naming the file.
+
+    mmap=True maps the tensors of a zip-format file instead of reading them (for a look at names and shapes;
+    not for keeping: a mapped file that is later truncated would fault)."""
+    import pickle
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            zipped = f.read(4) == ZIP_MAGIC
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or _short(exc)})") from None
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap and zipped)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to unpickle with weights_only=True: the file asks for code or objects other "
+            f"than tensors; nothing from it was run ({_short(exc)})") from None
+    except Exception as exc:  # RuntimeError for corrupt archives, EOFError, ValueError, ... : one line each
+        raise CheckpointError(f"{path}: cannot load as a plain tensor file with weights_only=True "
+                              f"({type(exc).__name__}: {_short(exc)})") from None
+
+
+def weight_shapes(files) -> dict[str, tuple[int, ...]] | None:
+    """{name: shape} of safetensors weight files from their headers alone (no tensor read); None when any
+    file is a pickle (its shapes are known only once loaded)."""
+    if not all(Path(f).suffix == ".safetensors" for f in files):
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        shapes.update({k: shape for k, (_, shape) in safetensors_shapes(f).items()})
+    return shapes
 
 
 # ---- key mapping ------------------------------------------------------------------------------------------
@@ -196,27 +238,47 @@ def _fmt_keys(keys, limit: int = 3) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def model_from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "checkpoint", attn: str = "sdpa"):
-    """Build the native model for `cfg` and load a hub-layout state dict into it (strict, shape-checked).
+def _template(cfg: ModelConfig, *, num_labels: int, fc_norm: bool, attn: str = "sdpa", layers: int | None = None):
+    """The native module for `cfg` on the meta device (no weights allocated), with `layers` blocks."""
+    import dataclasses
 
-    Returns the model (float32 unless the checkpoint is all one other float dtype, on CPU) with
-    `load_report` = {"ignored_keys": [...], "warnings": [...]}. Raises CheckpointError naming `source`
-    with a few missing / unexpected keys when the weights do not fit the config.
-    """
     from vivitcli.models.videomae import VideoMAE
     from vivitcli.models.vivit import ViViT
 
-    hf = normalize_hf_keys(state, cfg.model_type)
-    hf, ignored = split_ignored(hf, cfg.model_type)
-    head = hf.get("classifier.weight")
-    num_labels = int(head.shape[0]) if isinstance(head, torch.Tensor) and head.ndim == 2 else 0
+    if layers is not None:
+        cfg = dataclasses.replace(cfg, num_layers=layers)
     with torch.device("meta"):
         if cfg.model_type == "vivit":
-            model = ViViT(cfg, num_labels=num_labels, attn=attn)
+            return ViViT(cfg, num_labels=num_labels, attn=attn)
+        return VideoMAE(cfg, num_labels=num_labels, fc_norm=fc_norm, attn=attn)
+
+
+def expected_shapes(cfg: ModelConfig, *, num_labels: int, fc_norm: bool) -> dict[str, tuple[int, ...]]:
+    """{hub-layout key (no prefix): shape} that a checkpoint for `cfg` must hold, computed from a one-block
+    template whose block keys are repeated per layer: milliseconds, whatever num_hidden_layers says."""
+    template = _template(cfg, num_labels=num_labels, fc_norm=fc_norm, layers=min(cfg.num_layers, 1))
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, value in native_to_hf(template.state_dict(), cfg, prefix=False).items():
+        if key.startswith("encoder.layer.0."):
+            rest = key[len("encoder.layer.0."):]
+            for i in range(cfg.num_layers):
+                shapes[f"encoder.layer.{i}.{rest}"] = tuple(value.shape)
         else:
-            model = VideoMAE(cfg, num_labels=num_labels, fc_norm="fc_norm.weight" in hf, attn=attn)
-    expected = set(native_to_hf(model.state_dict(), cfg, prefix=False))
-    missing, unexpected = expected - set(hf), set(hf) - expected
+            shapes[key] = tuple(value.shape)
+    return shapes
+
+
+def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint") -> dict:
+    """Check checkpoint tensor names/shapes ({key: shape}, any key spelling normalize_hf_keys knows) against
+    the config BEFORE anything is built or read: a config that does not fit its weights (more layers, other
+    widths) is one CheckpointError line in milliseconds. Returns {"num_labels", "fc_norm", "ignored"}."""
+    hf = normalize_hf_keys({k: tuple(v) for k, v in shapes.items()}, cfg.model_type)
+    hf, ignored = split_ignored(hf, cfg.model_type)
+    head = hf.get("classifier.weight")
+    num_labels = int(head[0]) if head is not None and len(head) == 2 else 0
+    fc_norm = "fc_norm.weight" in hf
+    expected = expected_shapes(cfg, num_labels=num_labels, fc_norm=fc_norm)
+    missing, unexpected = set(expected) - set(hf), set(hf) - set(expected)
     if missing or unexpected:
         parts = []
         if missing:
@@ -225,12 +287,29 @@ def model_from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "check
             parts.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
         raise CheckpointError(f"{source}: weights do not fit its {cfg.model_type} config.json ({'; '.join(parts)})",
                               "is config.json from the same checkpoint?")
-    native = hf_to_native(hf, cfg)
-    own = model.state_dict()
-    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in native.items() if v.shape != own[k].shape]
+    bad = [f"{k} {hf[k]} vs {expected[k]}" for k in expected if tuple(hf[k]) != expected[k]]
     if bad:
         raise CheckpointError(f"{source}: tensor shapes do not fit config.json (checkpoint vs config: "
                               f"{_fmt_keys(bad, 2)})", "is config.json from the same checkpoint?")
+    return {"num_labels": num_labels, "fc_norm": fc_norm, "ignored": ignored}
+
+
+def model_from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "checkpoint", attn: str = "sdpa"):
+    """Build the native model for `cfg` and load a hub-layout state dict into it (strict, shape-checked).
+
+    Returns the model (float32 unless the checkpoint is all one other float dtype, on CPU) with
+    `load_report` = {"ignored_keys": [...], "warnings": [...]}. Raises CheckpointError naming `source`
+    with a few missing / unexpected keys when the weights do not fit the config (checked by check_fit
+    before the model is built).
+    """
+    if cfg.model_type == "vivit_fe":  # the factorised encoder has its own layout and loader
+        from vivitcli.models.vivit_fe import from_state_dict
+
+        return from_state_dict(cfg, state, source=source, attn=attn)
+    fit = check_fit(cfg, {k: tuple(v.shape) for k, v in state.items()}, source=source)
+    hf, ignored = split_ignored(normalize_hf_keys(state, cfg.model_type), cfg.model_type)
+    model = _template(cfg, num_labels=fit["num_labels"], fc_norm=fit["fc_norm"], attn=attn)
+    native = hf_to_native(hf, cfg)
     dtypes = {v.dtype for v in native.values() if v.is_floating_point()}
     load_dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
     native = {k: v.to(load_dtype) if v.is_floating_point() else v for k, v in native.items()}

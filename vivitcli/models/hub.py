@@ -1,18 +1,11 @@
-"""load_model: a local directory, a short alias, or a hub id (local HF cache first, then a download).
+"""load_model: a local directory, a model name from vivitcli.models.names, or a hub id (local HF cache first,
+then a download).
 
-Aliases (documented in the README):
-    demo                 the small demo checkpoint shipped in the package (vivitcli/demo/model)
-    vivit, vivit-k400    google/vivit-b-16x2-kinetics400
-    videomae, videomae-base-k400   MCG-NJU/videomae-base-finetuned-kinetics
-    videomae-small-k400  MCG-NJU/videomae-small-finetuned-kinetics
-    videomae-large-k400  MCG-NJU/videomae-large-finetuned-kinetics
-    videomae-base-ssv2   MCG-NJU/videomae-base-finetuned-ssv2
-    videomae-base        MCG-NJU/videomae-base (pre-training checkpoint: embeddings only)
-
-The cache is huggingface_hub's layout (<cache>/models--owner--name/{refs,snapshots}), located at
-$HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub, read at call time. A cached snapshot
-is used without any network access; otherwise huggingface_hub downloads config.json,
-preprocessor_config.json and one weight format (safetensors preferred), unless HF_HUB_OFFLINE is set.
+The cache is huggingface_hub's own (its `constants.HF_HUB_CACHE`, which honours HF_HUB_CACHE / HF_HOME /
+XDG_CACHE_HOME as set when the process starts), read through its cache API (try_to_load_from_cache,
+scan_cache_dir): a cached snapshot is used without any network access. Otherwise huggingface_hub downloads
+config.json, preprocessor_config.json and one weight format (safetensors preferred), unless its offline mode
+is on (HF_HUB_OFFLINE=1, or TRANSFORMERS_OFFLINE=1).
 """
 
 from __future__ import annotations
@@ -22,77 +15,97 @@ import re
 from pathlib import Path
 
 from vivitcli.errors import CheckpointError, ModelNotFoundError
-from vivitcli.models.files import PYTORCH, PYTORCH_INDEX, SAFETENSORS, SAFETENSORS_INDEX, read_json, weight_files
+from vivitcli.models.files import PYTORCH, PYTORCH_INDEX, SAFETENSORS, SAFETENSORS_INDEX, checkpoint_file, read_json, \
+    read_index, weight_files
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "demo" / "model"
-
-ALIASES = {
-    "demo": "demo",
-    "vivit": "google/vivit-b-16x2-kinetics400",
-    "vivit-k400": "google/vivit-b-16x2-kinetics400",
-    "videomae": "MCG-NJU/videomae-base-finetuned-kinetics",
-    "videomae-base-k400": "MCG-NJU/videomae-base-finetuned-kinetics",
-    "videomae-small-k400": "MCG-NJU/videomae-small-finetuned-kinetics",
-    "videomae-large-k400": "MCG-NJU/videomae-large-finetuned-kinetics",
-    "videomae-base-ssv2": "MCG-NJU/videomae-base-finetuned-ssv2",
-    "videomae-base": "MCG-NJU/videomae-base",
-}
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+DEMO_DIR = PACKAGE_DIR / "demo" / "model"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def load_model(name_or_path, *, device="auto", dtype="auto", attn: str = "sdpa", task: str = "default"):
+def load_model(name_or_path, *, device="auto", dtype="auto", attn: str = "sdpa", task: str = "default",
+               backend: str = "torch"):
     """Load a ViViT or VideoMAE checkpoint as a VideoModel (eval mode) on `device` in `dtype`.
 
     task="pretraining": a VideoMAE pre-training checkpoint with its decoder (videomae_pretraining.load_pretraining).
 
-    name_or_path: a directory in the Hugging Face layout, an alias (see ALIASES), or a hub id.
+    name_or_path: a directory in the Hugging Face layout, a model name (`vivit models`), or a hub id.
     device: auto | cpu | cuda[:N] | mps. dtype: auto (float32 on CPU) | float32 | float16 | bfloat16.
     attn: eager | sdpa (switch later with model.set_attn). Raises ModelNotFoundError when nothing is
     found, CheckpointError when what is found does not load.
     """
+    from vivitcli.models.backends import apply_backend, check_backend
     from vivitcli.models.base import check_attn
 
     if task != "default":  # "pretraining" (anything else is refused there)
         from vivitcli.models.videomae_pretraining import load_pretraining
         return load_pretraining(name_or_path, device=device, dtype=dtype, attn=attn, task=task)
     check_attn(attn)
+    check_backend(backend)
     path, name = resolve_model_path(name_or_path)
-    return load_from_dir(path, name=name, device=device, dtype=dtype, attn=attn)
+    # backend: torch | openvino | auto (models/backends: OpenVINO runs the same model, compiled for the CPU).
+    return apply_backend(load_from_dir(path, name=name, device=device, dtype=dtype, attn=attn), backend, dtype=dtype)
 
 
 def load_from_dir(path, *, name: str | None = None, device="auto", dtype="auto", attn: str = "sdpa"):
-    """load_model for a known checkpoint directory."""
+    """load_model for a known checkpoint directory.
+
+    Order matters for untrusted folders: config.json and preprocessor_config.json are validated, then the
+    weights' names and shapes (safetensors headers) are checked against the config, and only then are
+    tensors read and the model built; every file is read from inside the folder (files.checkpoint_file).
+    """
     from vivitcli.models.build import finalize
-    from vivitcli.models.checkpoint import model_from_state_dict, read_state_dict
-    from vivitcli.models.config import ModelConfig
+    from vivitcli.models.checkpoint import check_fit, load_weights, model_from_state_dict, weight_shapes
+    from vivitcli.models.config import ModelConfig, validate_preprocessor_config
 
     path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.is_file():
+    if (path / "probe.json").is_file():  # a linear probe on a referenced backbone: `vivit probe train`
+        from vivitcli.probe.model import load_probe
+        return load_probe(path, name=name, device=device, dtype=dtype, attn=attn)
+    config_path = checkpoint_file(path, "config.json", required=False)
+    if config_path is None:
         raise CheckpointError(f"{path}: no config.json (not a Hugging Face checkpoint directory)")
-    cfg = ModelConfig.from_dict(read_json(config_path), source=str(config_path))
-    model = model_from_state_dict(cfg, read_state_dict(path), source=str(path), attn=attn)
-    pre_path = path / "preprocessor_config.json"
-    pre = read_json(pre_path) if pre_path.is_file() else None
+    cfg = ModelConfig.from_dict(read_json(config_path, what="config.json"), source=str(config_path))
+    pre_path = checkpoint_file(path, "preprocessor_config.json", required=False)
+    pre = None
+    if pre_path is not None:
+        pre = validate_preprocessor_config(read_json(pre_path, what="preprocessor_config.json"), str(pre_path),
+                                           model=cfg)
+    files = weight_files(path)
+    shapes = weight_shapes(files)
+    if shapes is not None:
+        check_fit(cfg, shapes, source=str(path))          # before any tensor is read
+    state: dict = {}
+    for f in files:
+        state.update(load_weights(f))
+    model = model_from_state_dict(cfg, state, source=str(path), attn=attn)
     model = finalize(model, name=name or str(path), device=device, dtype=dtype, preprocessor_config=pre)
     model.path = path
     return model
 
 
 def resolve_model_path(name_or_path, *, download: bool = True) -> tuple[Path, str]:
-    """(checkpoint directory, display name) for a directory, alias or hub id; ModelNotFoundError otherwise."""
+    """(checkpoint directory, display name) for a directory, model name or hub id; ModelNotFoundError otherwise."""
+    from vivitcli.models import names
+
     text = str(name_or_path).strip()
     if not text:
-        raise ModelNotFoundError("no model given", "pass a directory, a hub id or an alias such as 'vivit'")
-    if text in ALIASES:
-        target = ALIASES[text]
-        if target == "demo":
-            if not (DEMO_DIR / "config.json").is_file():
-                raise ModelNotFoundError(f"model 'demo': the demo checkpoint is missing from {DEMO_DIR}",
+        raise ModelNotFoundError("no model given", "pass a directory, a hub id or a model name such as 'vivit'")
+    entry = names.lookup(text)
+    if entry is not None:
+        if entry.kind == "package":
+            folder = PACKAGE_DIR / entry.target
+            if not (folder / "config.json").is_file():
+                raise ModelNotFoundError(f"model {text!r}: the shipped checkpoint is missing from {folder}",
                                          "reinstall vivitcli")
-            return DEMO_DIR, "demo"
-        return _resolve_hub(target, download=download, alias=text), target
+            return folder, text
+        if entry.kind == "hub":
+            return _resolve_hub(entry.target, download=download, alias=text), entry.target
+        if entry.kind == "random":
+            raise ModelNotFoundError(f"model {text!r} is a random-weight architecture (no checkpoint to load)",
+                                     "use it with `vivit benchmark`, or pass a trained checkpoint")
+        raise ModelNotFoundError(f"model {text!r} has no Hugging Face checkpoint", entry.note or None)
     path = Path(text).expanduser()
     if path.is_dir():
         return path, text
@@ -103,36 +116,59 @@ def resolve_model_path(name_or_path, *, download: bool = True) -> tuple[Path, st
                                  "pass the directory holding config.json and the weights")
     if _HUB_ID.match(text) and not text.startswith((".", "~")):
         return _resolve_hub(text, download=download, also_not=f"no directory {path.absolute()}"), text
+    close = names.suggest(text)
     raise ModelNotFoundError(
-        f"model {text!r} not found: no such directory ({path.absolute()}), not an alias "
-        f"({', '.join(ALIASES)}) and not a hub id (owner/name)")
+        f"model {text!r} not found: no such directory ({path.absolute()}), not a model name and not a hub id "
+        f"(owner/name); " + (f"did you mean {close!r}?" if close else f"names: {', '.join(names.alias_names())}"),
+        "`vivit models` lists the names")
 
 
+# ---- the Hugging Face cache ------------------------------------------------------------------------------
 def hub_cache_dir() -> Path:
-    """huggingface_hub's cache location, from the environment at call time."""
-    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if cache:
-        return Path(cache).expanduser()
-    home = os.environ.get("HF_HOME")
-    if not home:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        home = os.path.join(xdg, "huggingface")
-    return Path(home).expanduser() / "hub"
+    """huggingface_hub's cache folder (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def offline() -> bool:
+    """huggingface_hub's offline mode (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _cached_revisions(repo_id: str, cache: Path) -> list[Path]:
+    """Snapshot folders of `repo_id` in the cache, refs/main first, then the others newest first."""
+    from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+    from huggingface_hub.file_download import repo_folder_name
+    from huggingface_hub.utils import CacheNotFound
+
+    if not (cache / repo_folder_name(repo_id=repo_id, repo_type="model")).is_dir():
+        return []
+    found: list[Path] = []
+    try:
+        main = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache)
+    except ValueError:                              # an id huggingface_hub does not accept
+        return []
+    if isinstance(main, str):
+        found.append(Path(main).parent)
+    try:
+        info = scan_cache_dir(cache)
+    except (CacheNotFound, OSError):
+        return found
+    for repo in info.repos:
+        if repo.repo_id == repo_id and repo.repo_type == "model":
+            for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+                if Path(rev.snapshot_path) not in found:
+                    found.append(Path(rev.snapshot_path))
+    return found
 
 
 def find_in_cache(repo_id: str, cache_dir: Path | None = None) -> Path | None:
     """The cached snapshot of `repo_id` holding config.json and loadable weights, or None. No network."""
-    repo = (cache_dir or hub_cache_dir()) / ("models--" + repo_id.replace("/", "--"))
-    snapshots = repo / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    candidates = []
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        candidates.append(snapshots / ref.read_text().strip())
-    candidates += sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime,
-                         reverse=True)
-    for snap in candidates:
+    cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
+    for snap in _cached_revisions(repo_id, cache):
         if (snap / "config.json").is_file():
             try:
                 weight_files(snap)
@@ -140,6 +176,36 @@ def find_in_cache(repo_id: str, cache_dir: Path | None = None) -> Path | None:
                 continue
             return snap
     return None
+
+
+def cached_checkpoints(cache_dir: Path | None = None) -> list[str]:
+    """Repository ids of ViViT / VideoMAE models in the cache (any revision with such a config.json)."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.utils import CacheNotFound
+
+    cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
+    try:
+        info = scan_cache_dir(cache)
+    except (CacheNotFound, OSError):
+        return []
+    found = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        for rev in repo.revisions:
+            try:
+                model_type = read_json(Path(rev.snapshot_path) / "config.json").get("model_type")
+            except CheckpointError:
+                continue
+            if model_type in ("vivit", "videomae"):
+                found.append(repo.repo_id)
+                break
+    return found
+
+
+def download_command(repo_id: str) -> str:
+    """The shell command that puts `repo_id` into the cache (huggingface_hub's CLI)."""
+    return f"hf download {repo_id}"
 
 
 def _resolve_hub(repo_id: str, *, download: bool, alias: str | None = None, also_not: str | None = None) -> Path:
@@ -150,16 +216,19 @@ def _resolve_hub(repo_id: str, *, download: bool, alias: str | None = None, also
     label = f"model {alias!r} ({repo_id})" if alias else f"model {repo_id!r}"
     if also_not:
         label += f" ({also_not})"
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if not download or offline:
-        raise ModelNotFoundError(f"{label} is not in the Hugging Face cache ({cache}) and downloads are off",
-                                 "download it once with network access, or pass a local directory")
+    what_next = (f"download it with `{download_command(repo_id)}` where there is network, pass a local "
+                 "checkpoint folder, or try `--model demo`")
+    if not download or offline():
+        why = "HF_HUB_OFFLINE is set" if offline() else "downloads are off"
+        raise ModelNotFoundError(f"{label} is not in the Hugging Face cache ({cache}) and {why}", what_next)
     try:
         return _download(repo_id, cache)
+    except CheckpointError:
+        raise
     except Exception as exc:  # huggingface_hub raises many types (HTTP, offline, gated, not found)
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise ModelNotFoundError(f"{label} is not in the Hugging Face cache ({cache}) and the download "
-                                 f"failed: {type(exc).__name__}: {reason}") from None
+                                 f"failed: {type(exc).__name__}: {reason}", what_next) from None
 
 
 def _check_reachable(timeout: float = 3.0) -> None:
@@ -176,25 +245,20 @@ def _check_reachable(timeout: float = 3.0) -> None:
 
 
 def _download(repo_id: str, cache: Path) -> Path:
-    """Fetch config, preprocessor config and one weight format into the cache; return the snapshot dir."""
+    """Fetch config, preprocessor config and one weight format (all shards) into the cache with
+    huggingface_hub's snapshot_download; return the snapshot dir."""
     _check_reachable()
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     files = set(HfApi().list_repo_files(repo_id))
     if "config.json" not in files:
         raise FileNotFoundError(f"{repo_id} has no config.json")
     wanted = ["config.json"] + [f for f in ("preprocessor_config.json",) if f in files]
-    for weights in (SAFETENSORS, SAFETENSORS_INDEX, PYTORCH, PYTORCH_INDEX):
-        if weights in files:
-            wanted.append(weights)
-            break
-    else:
+    weights = next((w for w in (SAFETENSORS, SAFETENSORS_INDEX, PYTORCH, PYTORCH_INDEX) if w in files), None)
+    if weights is None:
         raise FileNotFoundError(f"{repo_id} has no {SAFETENSORS} or {PYTORCH}")
-    snapshot = None
-    for name in wanted:
-        snapshot = Path(hf_hub_download(repo_id, name, cache_dir=str(cache))).parent
-    if wanted[-1].endswith(".index.json"):
-        index = read_json(snapshot / wanted[-1])
-        for shard in sorted(set(index.get("weight_map", {}).values())):
-            hf_hub_download(repo_id, shard, cache_dir=str(cache))
-    return snapshot
+    wanted.append(weights)
+    if weights.endswith(".index.json"):
+        # The index names the shards: read (and check) it before fetching what it lists.
+        wanted += read_index(hf_hub_download(repo_id, weights, cache_dir=str(cache)))
+    return Path(snapshot_download(repo_id, cache_dir=str(cache), allow_patterns=wanted))

@@ -19,28 +19,80 @@ def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+# The remaining activations of transformers' ACT2FN, written with the same formula (and constants) as
+# transformers.activations so they agree to float32 rounding (tests/test_checkpoint_config.py compares them).
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
 def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(1.702 * x)
 
 
+def _gelu_python(x: torch.Tensor) -> torch.Tensor:
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def _gelu_tanh_python(x: torch.Tensor) -> torch.Tensor:
+    return x * 0.5 * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def _gelu_accurate(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * torch.pow(x, 3))))
+
+
+def _gelu_10(x: torch.Tensor) -> torch.Tensor:
+    return torch.clip(F.gelu(x), -10, 10)
+
+
+def _laplace(x: torch.Tensor, mu: float = 0.707107, sigma: float = 0.282095) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.erf((x - mu).div(sigma * math.sqrt(2.0))))
+
+
+def _relu2(x: torch.Tensor) -> torch.Tensor:
+    return torch.square(F.relu(x))
+
+
+def _sqrt_softplus(x: torch.Tensor) -> torch.Tensor:
+    return F.softplus(x).sqrt()
+
+
+def _linear(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 # transformers' ACT2FN names -> functions. gelu_fast / gelu_new are the tanh approximation; PyTorch's fused
 # kernel matches transformers' formula to float32 rounding (the constant is sqrt(2/pi) to 10 digits there).
+# Not here: prelu and xielu, which carry learned parameters that no ViViT / VideoMAE checkpoint stores.
 ACTIVATIONS = {
     "gelu": F.gelu,
     "gelu_fast": _gelu_tanh,
     "gelu_new": _gelu_tanh,
     "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_python": _gelu_python,
+    "gelu_python_tanh": _gelu_tanh_python,
+    "gelu_accurate": _gelu_accurate,
+    "gelu_10": _gelu_10,
     "quick_gelu": _quick_gelu,
+    "hardswish": F.hardswish,
+    "laplace": _laplace,
+    "leaky_relu": F.leaky_relu,              # nn.LeakyReLU() default slope 0.01
+    "linear": _linear,
+    "mish": F.mish,
     "relu": F.relu,
+    "relu2": _relu2,
+    "relu6": F.relu6,
+    "sigmoid": torch.sigmoid,
     "silu": F.silu,
     "swish": F.silu,
+    "sqrtsoftplus": _sqrt_softplus,
+    "tanh": torch.tanh,
 }
 
 
 def activation(name: str):
     try:
         return ACTIVATIONS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unsupported activation {name!r} (supported: {', '.join(ACTIVATIONS)})") from None
 
 
