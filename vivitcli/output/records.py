@@ -1,0 +1,100 @@
+"""Record dicts as the writers see them: which kind a dict is, and its JSON form with trimmed numbers.
+
+The key order of each kind lives in `vivitcli.records.RECORD_KEYS`; this module only reads it. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from vivitcli.records import RECORD_KEYS
+
+KINDS = tuple(RECORD_KEYS)
+
+# Digits in text outputs (API.md): softmax scores, embeddings (9 significant digits round-trip float32 exactly),
+# timestamps and window bounds (decimals).
+SCORE_DIGITS = 6
+EMBED_DIGITS = 9
+TIME_DECIMALS = 6
+
+
+def record_keys(kind: str) -> tuple[str, ...]:
+    """The keys every record of `kind` carries (failed inputs included), in output order."""
+    try:
+        return RECORD_KEYS[kind]
+    except KeyError:
+        raise ValueError(f"unknown record kind {kind!r} (one of {', '.join(KINDS)})") from None
+
+
+def make_record(kind: str, **values: Any) -> dict:
+    """A record dict with every key of its kind present (None where unknown), in the stable order."""
+    keys = record_keys(kind)
+    if kind == "embed" and "window" in values:  # embed --window: window, start, end after path
+        keys = keys[:1] + ("window", "start", "end") + keys[1:]
+    unknown = set(values) - set(keys)
+    if unknown:
+        raise ValueError(f"{kind} records have no key(s) {sorted(unknown)}")
+    return {key: values.get(key) for key in keys}
+
+
+def record_kind(record: dict) -> str | None:
+    """"classify", "embed" or "window" from the keys a record carries; None for a dict that is none of them."""
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        return None
+    if "embedding" in record:
+        return "embed"
+    if "labels" in record:
+        return "window" if "window" in record else "classify"
+    return None
+
+
+def trim(x, digits: int) -> float | None:
+    """A float trimmed to `digits` significant digits; NaN/inf -> None (JSON has no such numbers)."""
+    x = float(x)
+    if not math.isfinite(x):
+        return None
+    return float(f"{x:.{digits}g}")
+
+
+def tolist(value):
+    """numpy arrays and nested sequences -> plain lists."""
+    if value is None:
+        return None
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return [tolist(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else v for v in value]
+
+
+def _round_nested(value, ndigits: int):
+    if isinstance(value, list):
+        return [_round_nested(v, ndigits) for v in value]
+    return None if value is None else round(float(value), ndigits)
+
+
+def _labels(items) -> list[dict]:
+    return [{"label": item["label"], "score": trim(item["score"], SCORE_DIGITS), "index": int(item["index"])}
+            for item in items]
+
+
+def jsonable(record: dict) -> dict:
+    """A record with numpy values turned into plain JSON values, numbers trimmed as API.md says."""
+    out = {}
+    for key, value in record.items():
+        if value is None:
+            out[key] = None
+        elif key == "embedding":
+            out[key] = [trim(v, EMBED_DIGITS) for v in tolist(value)]
+        elif key in ("timestamps", "start", "end"):
+            out[key] = _round_nested(tolist(value) if key == "timestamps" else value, TIME_DECIMALS)
+        elif key == "frame_indices":
+            out[key] = tolist(value)
+        elif key == "labels":
+            out[key] = _labels(value)
+        elif key == "heads":
+            out[key] = {name: _labels(items) for name, items in value.items()}
+        elif key in ("dim", "window"):
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
