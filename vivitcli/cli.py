@@ -18,7 +18,7 @@ import traceback
 import typer
 
 from vivitcli import __version__
-from vivitcli.commands import benchmark, classify, convert, embed, models, reconstruct, sample_clip
+from vivitcli.commands import benchmark, classify, convert, embed, models, reconstruct, sample_clip, timeline
 from vivitcli.errors import VivitError
 
 app = typer.Typer(
@@ -118,7 +118,7 @@ def _reflow(doc: str | None) -> str | None:
     return "\n\n".join(p[1:].lstrip("\n") if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
 
 
-for _module in (classify, embed, models, benchmark, convert, sample_clip, reconstruct):
+for _module in (classify, embed, models, benchmark, convert, sample_clip, reconstruct, timeline):
     _name = _module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     app.command(_name, help=_reflow(_module.command.__doc__))(guarded(_module.command))
 

@@ -163,7 +163,9 @@ def segments_text(segments: list[Segment], kind: str) -> str:
     "first-last")."""
     rows = [s.to_dict() for s in segments]
     if kind == "json":
-        return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
+        # One segment per line: readable, and diffable run to run.
+        body = ",\n".join("  " + json.dumps(r, ensure_ascii=False, separators=(", ", ": ")) for r in rows)
+        return "[\n" + body + "\n]\n" if rows else "[]\n"
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(SEGMENT_KEYS)

@@ -208,7 +208,7 @@ class TimelineJob(_WindowsMixin, ClassifyJob):
 
     def error_record(self, path, err, text) -> WindowRecord:
         return WindowRecord(path=path, window=None, labels=[], model=self.model.name,
-                            label_source=self.label_source, error=text)
+                            label_source=self.label_source, error=text, exception=err)
 
 
 class EmbedWindowsJob(_WindowsMixin, EmbedJob):
@@ -229,7 +229,7 @@ class EmbedWindowsJob(_WindowsMixin, EmbedJob):
                                  **self._frame_fields(w, plan))
 
     def error_record(self, path, err, text) -> WindowEmbedRecord:
-        return WindowEmbedRecord(path=path, pool=self.pool, model=self.model.name, error=text)
+        return WindowEmbedRecord(path=path, pool=self.pool, model=self.model.name, error=text, exception=err)
 
 
 def timeline(inputs, model=None, *, window: float | None = None, stride: float | None = None, top_k: int = 5,
