@@ -114,7 +114,7 @@ def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool,
     try:
         job.load()
         sink = output.open_sink(fmt, out, kind=kind, target=target, settings=job.settings, order=job.paths,
-                                dim=getattr(job, "dim", None), stdout=sys.stdout, log=reporter.log)
+                                dim=getattr(job, "dim", None), stdout=sys.stdout)
     finally:
         if sink is None and target is not None:
             target.release()
