@@ -174,8 +174,9 @@ class OutputLock:
                 same = False
             if same:
                 self.fd = fd
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
+                with contextlib.suppress(OSError):  # the pid only names the holder; a full disk may refuse it
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
                 return
             os.close(fd)
         raise OutputError(f"{out}: could not lock {path}", "another process keeps replacing it")
@@ -254,6 +255,10 @@ def check_path(out: str, inputs=()) -> tuple[str, list[str]]:
             pass  # a dangling link: written through, it creates its target
         except OSError as err:
             raise os_error(out, err, "use it as --out") from None
+    st = _stat(out, out)  # through the link, as a write would go: `>(cat)` names a pipe, not a file
+    if st is not None and _describe(st.st_mode) is not None:
+        raise UsageError(f"--out {out}: it is {_describe(st.st_mode)}, not a regular file",
+                         "give the name of a file to write")
     path = resolve(out)
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)

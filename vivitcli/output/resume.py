@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from vivitcli.errors import UsageError
 from vivitcli.output.arrays import read_embedding_files, read_sidecar
-from vivitcli.output.durable import OutputError, journal_path
+from vivitcli.output.durable import OutputError, journal_path, sidecar_path
 from vivitcli.output.formats import CSV_COLUMNS, csv_text
 from vivitcli.output.records import record_kind
 
@@ -75,7 +75,7 @@ def _check_kind(path: str, found: str | None, kind: str) -> None:
 
 def _keep(source: str, settings, records: list[dict], raw: list[str] | None, kind: str) -> Previous:
     for rec in records:
-        _check_kind(source, record_kind(rec) if "path" in rec else None, kind)
+        _check_kind(source, record_kind(rec), kind)
     failed = {norm(r["path"]) for r in records if r.get("error")}
     keep = [i for i, r in enumerate(records) if norm(r["path"]) not in failed]
     return Previous(source, settings, [records[i] for i in keep], [raw[i] for i in keep] if raw else [],
@@ -83,7 +83,7 @@ def _keep(source: str, settings, records: list[dict], raw: list[str] | None, kin
 
 
 def _sidecar_settings(out: str, kind: str, *, required: bool) -> dict | None:
-    if not required and not os.path.exists(out + ".json"):
+    if not required and not os.path.exists(sidecar_path(out)):
         return None
     meta = read_sidecar(out)
     if meta.get("kind") not in (None, kind):
@@ -158,6 +158,8 @@ def read_previous(out: str, fmt: str, kind: str) -> Previous | None:
             records, raw = [r for r, _ in items], [line for _, line in items]
         else:
             records, raw = read_csv_records(out, kind)
+        for rec in records:  # the records' own keys first: the clearest message for another task's output
+            _check_kind(out, record_kind(rec), kind)
         meta = _sidecar_settings(out, kind, required=bool(records))
         return _keep(out, (meta or {}).get("settings"), records, raw, kind)
     if os.path.exists(journal):
