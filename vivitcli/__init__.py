@@ -16,6 +16,8 @@ _LAZY = {
     "Sampling": "vivitcli.tasks",
     "ClassifyJob": "vivitcli.tasks",
     "EmbedJob": "vivitcli.tasks",
+    "timeline": "vivitcli.window_tasks",
+    "embed_windows": "vivitcli.window_tasks",
     "load_model": "vivitcli.models.hub",
     "probe": "vivitcli.video.probe",
     "VideoInfo": "vivitcli.video.probe",

@@ -196,7 +196,7 @@ def _run(opts: Options) -> None:
     from vivitcli.commands.batch import Reporter, announce_stdin, debug_wanted, summary
     from vivitcli.errors import printable
     from vivitcli.tasks import Sampling
-    from vivitcli.timeline import TimelineJob, windows_done
+    from vivitcli.window_tasks import TimelineJob, windows_done
 
     kind = "window"
     fmt = output.out_format(opts.out, opts.fmt, kind=kind, stdout_isatty=sys.stdout.isatty())

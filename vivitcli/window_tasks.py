@@ -1,5 +1,8 @@
 """Labels over time: slide a window along each video and classify (or embed) every window.
 
+`vivitcli.timeline` and `vivitcli.embed_windows` live here (a module named timeline.py would shadow the
+function: importing a submodule sets the package attribute of the same name).
+
     import vivitcli
     for rec in vivitcli.timeline("match.mp4", model="demo", window=2.0, stride=1.0, top_k=3):
         print(f"{rec.start:7.2f}-{rec.end:7.2f}  {rec.error or rec.labels[0].label}")
