@@ -36,6 +36,7 @@ _CODEC_OPTIONS = {
     "libvpx": lambda gop, bframes: {"crf": "10", "b": "1M", "g": str(gop), "deadline": "realtime",
                                      "cpu-used": "8"},
     "mjpeg": lambda gop, bframes: {"qscale": "2"},
+    "mpeg2video": lambda gop, bframes: {"qscale": "2", "g": str(gop), "bf": str(bframes)},
 }
 
 
@@ -101,6 +102,7 @@ def write_video(
     vfr: bool = False,
     audio: bool = False,
     pix_fmt: str | None = None,
+    options: dict | None = None,
 ) -> Path:
     """Write `num_frames` index-coded frames; the suffix of `path` picks the container (.mp4, .mkv, .ts, .webm, .avi).
 
@@ -108,15 +110,16 @@ def write_video(
     vfr: frame timestamps from `vfr_timestamps(num_frames)` in a 1/1000 time base (use .mkv).
     audio: add a 1 kHz AAC (Opus for .webm) tone track covering the video.
     pix_fmt: default yuv420p, or yuv444p for odd sizes (x264 refuses odd 4:2:0 sizes).
+    options: extra encoder options (e.g. {"x264-params": "open-gop=1"}).
     """
     if pix_fmt is None:
         pix_fmt = "yuv444p" if (width % 2 or height % 2) else "yuv420p"
     path = Path(path)
-    options = _CODEC_OPTIONS.get(codec, lambda g, b: {})(gop, bframes)
+    options = {**_CODEC_OPTIONS.get(codec, lambda g, b: {})(gop, bframes), **(options or {})}
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        if codec in ("libx264", "mpeg4", "libvpx", "libvpx-vp9"):
+        if codec in ("libx264", "mpeg4", "libvpx", "libvpx-vp9", "mpeg2video"):
             stream.codec_context.gop_size = gop
         if vfr:
             stream.time_base = Fraction(1, 1000)
@@ -183,6 +186,40 @@ def write_trimmed(src, dst, start_frame: int) -> Path:
             p.dts -= cut
             p.stream = vout
             out.mux(p)
+    return dst
+
+
+def write_with_ffmpeg(path, args: list[str], num_frames: int = 120, width: int = 64, height: int = 48,
+                      fps: int = 25, noise: int = 0) -> Path:
+    """Index-coded frames encoded by the ffmpeg command line (`args`: codec and muxer options).
+
+    noise: uniform ±noise grey levels on every pixel (seeded), which makes frames big enough to span
+    several container packets. Callers skip when `shutil.which("ffmpeg")` is None.
+    """
+    import subprocess
+
+    path = Path(path)
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(num_frames):
+        img = index_frame(i, width, height)
+        if noise:
+            img = np.clip(img.astype(np.int16) + rng.integers(-noise, noise + 1, img.shape), 0, 255)
+        frames.append(img.astype(np.uint8).tobytes())
+    cmd = ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", *args, str(path)]
+    subprocess.run(cmd, input=b"".join(frames), check=True)
+    return path
+
+
+def write_cut(src, dst, fraction: float = 0.3) -> Path:
+    """The bytes of `src` from about `fraction` of its size on, cut at a container packet boundary (188
+    bytes for MPEG-TS, 2048 for MPEG-PS): a capture that starts mid-GOP."""
+    data = Path(src).read_bytes()
+    block = 188 if Path(src).suffix == ".ts" else 2048
+    start = int(len(data) * fraction) // block * block
+    dst = Path(dst)
+    dst.write_bytes(data[start:])
     return dst
 
 

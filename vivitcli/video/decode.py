@@ -109,6 +109,47 @@ def _decode_packet(stream, packet, path):
 _DTS_SEEK_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc"}
 
 
+# MPEG program streams (.mpg, .vob): after a seek, FFmpeg's parser can stamp the first frame or two (the
+# keyframe first) with the timestamp of a later frame, which then comes out with the same stamp again, or
+# with a time no frame has. Positions there are counted from the first two frames whose stamps are
+# consecutive, and every later stamp is checked.
+_RECOUNT_FORMATS = {"mpeg"}
+# Frames held back while looking for that anchor; stamps that stay inconsistent longer mean a restart.
+_MAX_UNANCHORED = 4
+
+
+class _Recount:
+    """Positions of the frames of one forward run (from a seek or the file start) in an MPEG-PS stream.
+
+    feed(frame, stamped) takes frames in output order with the position their timestamp names (None if
+    none) and returns the (frame, position) pairs now known: none until two consecutive stamps anchor the
+    count, whose start must be a keyframe (or the first frame); raises _Restart when stamps disagree.
+    """
+
+    def __init__(self, starts: set):
+        self.starts = starts
+        self.pending: list = []
+        self.cur: int | None = None
+
+    def feed(self, frame, stamped):
+        if self.cur is not None:
+            if stamped != self.cur + 1:
+                raise _Restart()
+            self.cur = stamped
+            return [(frame, stamped)]
+        if self.pending and stamped is not None and self.pending[-1][1] == stamped - 1:
+            base = stamped - len(self.pending)
+            if base not in self.starts:
+                raise _Restart()
+            out = [(f, base + k) for k, (f, _) in enumerate(self.pending)] + [(frame, stamped)]
+            self.pending, self.cur = [], stamped
+            return out
+        self.pending.append((frame, stamped))
+        if len(self.pending) > _MAX_UNANCHORED:
+            raise _Restart()
+        return []
+
+
 def _seek(container, stream, table: FrameTable, key_index: int):
     formats = set((container.format.name or "").split(","))
     keys = table.key_dts if formats & _DTS_SEEK_FORMATS else table.key_pts
@@ -122,16 +163,32 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
     is_target = np.zeros(table.num_frames, dtype=bool)
     is_target[targets] = True
     ctx = stream.codec_context
-    nonref = (not keyframes_only) and ctx.name in _NONREF_CODECS
+    recount = bool(set((container.format.name or "").split(",")) & _RECOUNT_FORMATS)
+    # Counting needs every frame out of the decoder: no skipping in program streams.
+    nonref = (not keyframes_only) and ctx.name in _NONREF_CODECS and not recount
+    starts = set(table.key_positions.tolist()) | {0}
     if keyframes_only:
         ctx.skip_frame = "NONKEY"
     state = {"skipping": False}
     first_pts = int(table.pts[0])
     stats = _STATS.value
 
+    def _positions(frames, counter):
+        """(frame, position) for each decoded frame: by timestamp, or counted in program streams."""
+        for frame in frames:
+            stamped = pos_of.get(frame.pts) if frame.pts is not None else None
+            if counter is None:
+                if recount and stamped is not None:
+                    # Keyframes only: a keyframe stamped with a later frame's time is the keyframe before it.
+                    stamped = int(table.key_positions[max(table.keyframe_before(stamped), 0)])
+                yield frame, stamped
+            else:
+                yield from counter.feed(frame, stamped)
+
     def run(packets, verify_target: int | None, cur: int, ti: int):
         """Decode forward. Returns (outcome, cur, ti); outcome: "done" | "seek" | "overshoot" | "eof"."""
         served_from = ti
+        counter = _Recount(starts) if recount and not keyframes_only else None
         for packet in packets:
             if nonref and packet.pts is not None:
                 p = pos_of.get(packet.pts)
@@ -139,9 +196,8 @@ def _read_exact(path, container, stream, table: FrameTable, plan: _Plan, keyfram
                 if skip != state["skipping"]:
                     ctx.skip_frame = "NONREF" if skip else "DEFAULT"
                     state["skipping"] = skip
-            for frame in _decode_packet(stream, packet, path):
+            for frame, pos in _positions(_decode_packet(stream, packet, path), counter):
                 stats["frames"] += 1
-                pos = pos_of.get(frame.pts) if frame.pts is not None else None
                 if pos is None:
                     if frame.pts is not None and frame.pts < first_pts:
                         continue  # edit-list lead-in that a decoder showed anyway: never a position

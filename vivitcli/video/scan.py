@@ -65,8 +65,13 @@ class FrameTable:
         return int(np.searchsorted(self.key_positions, position, side="right")) - 1
 
 
-def scan_stream(container, stream) -> FrameTable:
-    """Demux (no decoding) every packet of `stream` and build its FrameTable."""
+def scan_stream(container, stream, head=None) -> FrameTable:
+    """Demux (no decoding) every packet of `stream` and build its FrameTable.
+
+    head: head(first_key_pts) → the timestamps a decode from the file start outputs before the first
+    keyframe is shown (see `output_head`); asked only for a stream that starts mid-GOP or whose first GOP
+    is open, where pictures before the first keyframe may reference frames the file does not hold.
+    """
     rows = []  # (pts, is_keyframe, duration) of shown packets, in decode order
     hidden_keys = []
     key_dts = {}
@@ -82,12 +87,23 @@ def scan_stream(container, stream) -> FrameTable:
         if packet.is_keyframe and packet.pts is not None:
             key_dts[packet.pts] = packet.dts if packet.dts is not None else packet.pts
         rows.append((packet.pts, bool(packet.is_keyframe), packet.duration or 0))
-    # A stream cut mid-GOP (MPEG-TS captures) shows nothing before its first keyframe.
+    # A stream cut mid-GOP (MPEG-TS captures) shows nothing before its first keyframe, and in an open GOP
+    # the leading pictures after it (earlier timestamps, decoded later) reference the missing previous
+    # GOP: decoders drop them too. Only a decode of the head says which of these pictures come out.
     first_key = next((i for i, r in enumerate(rows) if r[1]), None)
     if first_key is None and not hidden_keys:
         rows = []
     elif not hidden_keys:
-        rows = rows[first_key:]
+        key_pts = rows[first_key][0]
+        leading = key_pts is not None and any(
+            r[0] is not None and r[0] < key_pts for i, r in enumerate(rows) if i != first_key)
+        shown = head(key_pts) if (leading and head is not None) else None
+        if shown is None:
+            rows = rows[first_key:]
+            if leading:
+                rows = [r for r in rows if r[0] is None or r[0] >= key_pts]
+        else:
+            rows = [r for r in rows if r[0] is None or r[0] >= key_pts or r[0] in shown]
     shown_pts = [r[0] for r in rows]
     exact = bool(rows) and all(p is not None for p in shown_pts) and len(set(shown_pts)) == len(shown_pts)
     if exact:
@@ -123,6 +139,37 @@ def scan_stream(container, stream) -> FrameTable:
     )
 
 
+# Packets a head decode may read past the first keyframe before it gives up (a decoder that outputs
+# nothing for this long is broken anyway; the leading pictures of an open GOP are a few).
+_HEAD_PACKETS = 256
+
+
+def output_head(path, key_pts: int) -> set | None:
+    """Timestamps of the frames a decode from the file start outputs before one at or after `key_pts`;
+    None when that cannot be told (no such frame within _HEAD_PACKETS, or the decoder fails)."""
+    import av
+
+    shown = set()
+    try:
+        with open_video(path, threads=False) as (container, stream):
+            for n, packet in enumerate(container.demux(stream)):
+                if n > _HEAD_PACKETS:
+                    return None
+                try:
+                    frames = stream.decode(packet)
+                except av.error.InvalidDataError:
+                    continue
+                for frame in frames:
+                    if frame.pts is None:
+                        continue
+                    if frame.pts >= key_pts:
+                        return shown
+                    shown.add(int(frame.pts))
+    except (av.FFmpegError, OSError, EOFError):
+        return None
+    return None
+
+
 _CACHE: "OrderedDict[tuple, FrameTable]" = OrderedDict()
 _LOCK = threading.Lock()
 _CACHE_SIZE = 64
@@ -142,7 +189,7 @@ def frame_table(path) -> FrameTable:
             return _CACHE[key]
     # A container of its own: seeking back to the start after a scan is unreliable (MPEG-TS).
     with open_video(path, threads=False) as (container, stream):
-        table = scan_stream(container, stream)
+        table = scan_stream(container, stream, head=lambda key_pts: output_head(path, key_pts))
     with _LOCK:
         _CACHE[key] = table
         while len(_CACHE) > _CACHE_SIZE:
