@@ -34,8 +34,8 @@ from safetensors.torch import save_file
 src, dst = sys.argv[1], sys.argv[2]
 if src.endswith("checkpoint"):
     import numpy as np
-    from vivitcli.convert import msgpack_reader
-    tree = msgpack_reader.load(src)
+    from vivitcli.convert import flax_msgpack
+    tree = flax_msgpack.load(src)
     flat = {}
     def walk(node, prefix):
         for k, v in node.items():

@@ -143,3 +143,128 @@ def scenic_train_state(params: dict) -> dict:
         "rng": np.array([0, 42], dtype=np.uint32),
         "accum_train_time": 12.5,
     }
+
+
+def scenic_params_state(params: dict) -> dict:
+    """What Scenic's current train state (train_utils.TrainState: params, opt_state, ...) serialises to."""
+    return {
+        "global_step": np.int64(1000),
+        "opt_state": {"0": {"count": np.int32(1000)}, "1": {}},
+        "params": params,
+        "model_state": {},
+        "rng": np.array([0, 7], dtype=np.uint32),
+        "metadata": {"chrono": {"accum_train_time": 3.5}},
+    }
+
+
+# ---- Scenic factorised encoder (model 2): a random tree and a numpy forward written from Scenic's model.py ----
+
+def _rand(rng, *shape, scale=0.2):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _scenic_encoder(rng, dim, heads, mlp, layers, tokens) -> dict:
+    hd = dim // heads
+    enc = {"posembed_input": {"pos_embedding": _rand(rng, 1, tokens, dim)},
+           "encoder_norm": {"scale": 1 + _rand(rng, dim), "bias": _rand(rng, dim)}}
+    for i in range(layers):
+        attn = {n: {"kernel": _rand(rng, dim, heads, hd), "bias": _rand(rng, heads, hd)}
+                for n in ("query", "key", "value")}
+        attn["out"] = {"kernel": _rand(rng, heads, hd, dim), "bias": _rand(rng, dim)}
+        enc[f"encoderblock_{i}"] = {
+            "LayerNorm_0": {"scale": 1 + _rand(rng, dim), "bias": _rand(rng, dim)},
+            "MultiHeadDotProductAttention_0": attn,
+            "LayerNorm_1": {"scale": 1 + _rand(rng, dim), "bias": _rand(rng, dim)},
+            "MlpBlock_0": {"Dense_0": {"kernel": _rand(rng, dim, mlp), "bias": _rand(rng, mlp)},
+                           "Dense_1": {"kernel": _rand(rng, mlp, dim), "bias": _rand(rng, dim)}},
+        }
+    return enc
+
+
+def scenic_fe_params(*, seed=0, dim=32, frames=4, image=32, tubelet=(2, 8, 8), channels=3, spatial=(2, 4, 64),
+                     temporal=(3, 2, 48), classes=5, classifier="token") -> dict:
+    """A random SpaceTimeViViT parameter tree. spatial / temporal: (layers, heads, mlp) — they differ on purpose."""
+    rng = np.random.default_rng(seed)
+    ft, fh, fw = tubelet
+    token = int(classifier == "token")
+    params = {
+        "embedding": {"kernel": _rand(rng, ft, fh, fw, channels, dim, scale=0.05), "bias": _rand(rng, dim)},
+        "SpatialTransformer": _scenic_encoder(rng, dim, spatial[1], spatial[2], spatial[0],
+                                              token + (image // fh) * (image // fw)),
+        "TemporalTransformer": _scenic_encoder(rng, dim, temporal[1], temporal[2], temporal[0], token + frames // ft),
+        "pre_logits": {},
+    }
+    if token:
+        params["cls_SpatialTransformer"] = _rand(rng, 1, 1, dim)
+        params["cls_TemporalTransformer"] = _rand(rng, 1, 1, dim)
+    if classes:
+        params["output_projection"] = {"kernel": _rand(rng, dim, classes), "bias": _rand(rng, classes)}
+    return params
+
+
+def _np_layer_norm(x, node, eps=1e-6):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * node["scale"] + node["bias"]
+
+
+def _np_gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _np_encoder(x, enc):
+    x = x + enc["posembed_input"]["pos_embedding"]
+    i = 0
+    while f"encoderblock_{i}" in enc:
+        blk = enc[f"encoderblock_{i}"]
+        att = blk["MultiHeadDotProductAttention_0"]
+        y = _np_layer_norm(x, blk["LayerNorm_0"])
+        q, k, v = (np.einsum("...nd,dhk->...hnk", y, att[n]["kernel"]) + att[n]["bias"][:, None, :]
+                   for n in ("query", "key", "value"))
+        s = np.einsum("...hqk,...hnk->...hqn", q, k) / np.sqrt(q.shape[-1])
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        o = np.einsum("...hqn,...hnk->...qhk", p, v)
+        x = x + np.einsum("...qhk,hkd->...qd", o, att["out"]["kernel"]) + att["out"]["bias"]
+        y = _np_layer_norm(x, blk["LayerNorm_1"])
+        d0, d1 = blk["MlpBlock_0"]["Dense_0"], blk["MlpBlock_0"]["Dense_1"]
+        x = x + _np_gelu_tanh(y @ d0["kernel"] + d0["bias"]) @ d1["kernel"] + d1["bias"]
+        i += 1
+    return _np_layer_norm(x, enc["encoder_norm"])
+
+
+def scenic_fe_forward(params: dict, pixels: np.ndarray) -> dict:
+    """Scenic's SpaceTimeViViT in float64 numpy on pixels (B, T, C, H, W): {'pooled', 'logits'?}.
+
+    Written from model.py without looking at vivitcli: Conv3d 'VALID' with stride = kernel as a sum over the
+    tubelet offsets, then vit_body per time slot (cls, Encoder, token 0 or mean), then over time.
+    """
+    def f64(node):
+        return {k: f64(v) for k, v in node.items()} if isinstance(node, dict) else np.asarray(node, np.float64)
+
+    p = f64(params)
+    x = np.asarray(pixels, np.float64).transpose(0, 1, 3, 4, 2)   # NTHWC
+    kernel = p["embedding"]["kernel"]
+    ft, fh, fw, _, d = kernel.shape
+    b, t, h, w, _ = x.shape
+    gt, gh, gw = t // ft, h // fh, w // fw
+    tokens = np.zeros((b, gt, gh, gw, d))
+    for a in range(ft):
+        for i in range(fh):
+            for j in range(fw):
+                tokens += np.einsum("nthwc,cd->nthwd", x[:, a::ft, i::fh, j::fw][:, :gt, :gh, :gw], kernel[a, i, j])
+    tokens += p["embedding"]["bias"]
+
+    def body(seq, name):
+        if f"cls_{name}" in p:
+            cls = np.broadcast_to(p[f"cls_{name}"], (seq.shape[0], 1, d))
+            out = _np_encoder(np.concatenate([cls, seq], axis=1), p[name])
+            return out[:, 0]
+        return _np_encoder(seq, p[name]).mean(axis=1)
+
+    slots = np.stack([body(tokens[:, s].reshape(b, gh * gw, d), "SpatialTransformer") for s in range(gt)], axis=1)
+    pooled = body(slots, "TemporalTransformer")
+    out = {"pooled": pooled}
+    if "output_projection" in p:
+        out["logits"] = pooled @ p["output_projection"]["kernel"] + p["output_projection"]["bias"]
+    return out

@@ -268,7 +268,7 @@ def test_labels_kinetics_and_file(tmp_path):
 
     names.write_text("juggling\nsurfing\n")
     res = run(src, tmp_path / "wrong", "--labels", names)
-    assert res.exit_code == 2 and "2 names for a classifier with 3 classes" in res.stderr
+    assert res.exit_code == 2 and "2 names, but the model has 3 classes" in res.stderr
     assert not (tmp_path / "wrong").exists()
 
 

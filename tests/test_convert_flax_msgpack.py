@@ -1,4 +1,4 @@
-"""The pure-Python Flax msgpack reader against the msgpack package (test-only dependency) and flax's format."""
+"""The Flax msgpack reader (msgpack package + flax's array extensions) on plain values, arrays and bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.convert_formats import flax_msgpack_bytes
-from vivitcli.convert import msgpack_reader
+from vivitcli.convert import flax_msgpack
 from vivitcli.errors import CheckpointError
 
 PLAIN_VALUES = [
@@ -23,13 +23,8 @@ PLAIN_VALUES = [
 
 @pytest.mark.parametrize("value", PLAIN_VALUES, ids=lambda v: f"{type(v).__name__}:{str(v)[:12]}")
 def test_plain_values_decode_like_msgpack(value):
-    data = msgpack.packb(value, use_bin_type=True)
-    assert msgpack_reader.loads(data) == msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
-def test_single_precision_float():
-    data = msgpack.packb(1.5, use_single_float=True)
-    assert data[0] == 0xCA and msgpack_reader.loads(data) == 1.5
+    data = msgpack.packb({"v": value}, use_bin_type=True)
+    assert flax_msgpack.loads(data) == msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "int8", "int32", "int64", "uint8", "bool"])
@@ -38,7 +33,7 @@ def test_arrays_round_trip_in_flax_format(dtype):
     arr = (rng.standard_normal((3, 4, 5)) * 10).astype(dtype)
     tree = {"params": {"layer": {"kernel": arr, "empty": np.zeros((0, 3), dtype)}}, "step": np.int64(7),
             "scale": np.float32(0.5), "z": complex(1, -2)}
-    out = msgpack_reader.loads(flax_msgpack_bytes(tree))
+    out = flax_msgpack.loads(flax_msgpack_bytes(tree))
     np.testing.assert_array_equal(out["params"]["layer"]["kernel"], arr)
     assert out["params"]["layer"]["kernel"].dtype == np.dtype(dtype)
     assert out["params"]["layer"]["empty"].shape == (0, 3)
@@ -51,14 +46,14 @@ def test_bfloat16_arrays_widen_exactly():
     bf16_bits = (values.view(np.uint32) >> 16).astype(np.uint16)  # these values are exact in bfloat16
     payload = msgpack.packb(((4,), "bfloat16", bf16_bits.tobytes()), use_bin_type=True)
     data = msgpack.packb({"w": msgpack.ExtType(1, payload)})
-    out = msgpack_reader.loads(data)["w"]
+    out = flax_msgpack.loads(data)["w"]
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, values)
 
 
 def test_chunked_arrays_reassemble():
     arr = np.arange(50, dtype=np.float32).reshape(5, 10)
-    out = msgpack_reader.loads(flax_msgpack_bytes({"a": {"b": arr}}, chunk=("a", "b")))
+    out = flax_msgpack.loads(flax_msgpack_bytes({"a": {"b": arr}}, chunk=("a", "b")))
     np.testing.assert_array_equal(out["a"]["b"], arr)
 
 
@@ -66,9 +61,10 @@ def test_chunked_arrays_reassemble():
     (b"", "truncated"),
     (msgpack.packb({"a": [1, 2, 3]})[:-1], "truncated|cannot fit"),
     (msgpack.packb({"a": "abc"})[:-1], "truncated"),
-    (b"\xc1", "not a msgpack type"),
+    (b"\xc1", "not msgpack data"),
     (b"\xdf\xff\xff\xff\xff", "cannot fit"),
-    (b"\x91" * 1000 + b"\x00", "nesting"),
+    (b"\x91" * 1000 + b"\x00", "not a map of parameters"),
+    (msgpack.packb([1, 2]), "top level is a list"),
     (msgpack.packb({"a": 1}) + b"\x00", "trailing"),
     (msgpack.packb({"w": msgpack.ExtType(1, msgpack.packb(((4,), "float32", b"\0" * 8)))}), "does not match"),
     (msgpack.packb({"w": msgpack.ExtType(1, msgpack.packb(((1,), "object", b"\0" * 8)))}), "dtype"),
@@ -76,12 +72,12 @@ def test_chunked_arrays_reassemble():
 ])
 def test_malformed_input_is_a_checkpoint_error(data, message):
     with pytest.raises(CheckpointError, match=message):
-        msgpack_reader.loads(data)
+        flax_msgpack.loads(data)
 
 
 def test_load_names_the_file(tmp_path):
     path = tmp_path / "ckpt"
     path.write_bytes(b"\x81\xa1")
     with pytest.raises(CheckpointError) as info:
-        msgpack_reader.load(path)
+        flax_msgpack.load(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)

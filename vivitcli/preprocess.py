@@ -27,6 +27,7 @@ ARCH_DEFAULTS = {
         rescale_factor=1 / 255, offset=False, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
     ),
 }
+ARCH_DEFAULTS["vivit_fe"] = ARCH_DEFAULTS["vivit"]  # the factorised encoder shares ViViT's processor
 
 
 def _size_dict(value, default_to_square: bool) -> dict:

@@ -12,13 +12,18 @@ from vivitcli.commands.options import Debug, Quiet
 
 def command(
     src: Annotated[Path, typer.Argument(help="HF directory with pytorch_model.bin (or shards), original VideoMAE "
-                                             ".pth, or Scenic ViViT Flax checkpoint.", show_default=False)],
+                                             ".pth, or Scenic ViViT Flax checkpoint (model 1 or factorised encoder: "
+                                             "a checkpoint_<step> file or its folder).", show_default=False)],
     dst: Annotated[Path, typer.Argument(help="Output directory (must not exist unless --force).",
                                         show_default=False)],
     dtype: Annotated[Optional[str], typer.Option(
         "--dtype", help="float32, float16 or bfloat16. (default: the source's)", show_default=False)] = None,
     labels: Annotated[Optional[str], typer.Option(
-        "--labels", help="Class names: kinetics400, ssv2, or a file (one per line, or JSON list/object).",
+        "--labels", help="Class names: kinetics400, kinetics600, ssv2, epic-kitchens-100 (noun + verb heads), or "
+                         "a file (one per line, or JSON list/object).", show_default=False)] = None,
+    class_splits: Annotated[Optional[str], typer.Option(
+        "--class-splits", help="Heads of one multi-head classifier in logit order, e.g. noun:300,verb:97 "
+                               "(factorised encoder; default for 397 classes: EPIC-KITCHENS-100's).",
         show_default=False)] = None,
     strip_head: Annotated[bool, typer.Option(
         "--strip-head", help="Drop the classifier (or a pre-training decoder): embedding-only.")] = False,
@@ -41,9 +46,10 @@ def command(
     decoder_num_heads: Annotated[Optional[int], typer.Option(
         "--decoder-num-heads", help="Decoder heads of a VideoMAE pre-training .pth (default: width / "
                                     "--head-dim).", show_default=False)] = None,
-    preprocess: Annotated[str, typer.Option(
-        "--preprocess", help="Preprocessor written for original releases: hf (what the hub checkpoints ship) "
-                             "or original (the release's own pipeline; differs for Scenic ViViT).")] = "hf",
+    preprocess: Annotated[Optional[str], typer.Option(
+        "--preprocess", help="Preprocessor written for original releases: hf (what the hub checkpoints ship) or "
+                             "original (the release's own pipeline; differs for Scenic ViViT). (default: original "
+                             "for a Scenic factorised encoder, else hf)", show_default=False)] = None,
     device: Annotated[str, typer.Option(
         "--device", help="Where --verify runs: cpu, cuda, cuda:N or auto.")] = "cpu",
     quiet: Quiet = False,
@@ -52,12 +58,13 @@ def command(
     """Convert a checkpoint to the Hugging Face layout (config.json, preprocessor_config.json, model.safetensors).
 
     Reads a Hugging Face directory with pytorch_model.bin (or shards), an original VideoMAE release .pth
-    (fine-tuned or pre-training), or a Scenic ViViT Flax checkpoint (no jax/flax needed). Pickles are opened
+    (fine-tuned or pre-training), or a Scenic ViViT Flax checkpoint, unfactorised or factorised encoder
+    (no jax/flax needed; the msgpack package: pip install 'vivitcli[convert]'). Pickles are opened
     with torch.load(weights_only=True) only. DST appears only when everything, including --verify, succeeded.
     """
     from vivitcli.convert import ConvertOptions, convert_checkpoint
 
-    opts = ConvertOptions(dtype=dtype, labels=labels, strip_head=strip_head, verify=verify, force=force,
+    opts = ConvertOptions(dtype=dtype, labels=labels, class_splits=class_splits, strip_head=strip_head, verify=verify, force=force,
                           num_frames=num_frames, image_size=image_size, head_dim=head_dim, num_heads=num_heads,
                           decoder_num_heads=decoder_num_heads, preprocess=preprocess, tolerance=tolerance,
                           device=device)
@@ -71,5 +78,7 @@ def command(
     elif not quiet:
         typer.echo("verify: skipped (--no-verify)", err=True)
     labels_text = f"{result.num_labels} labels ({result.label_source})" if result.num_labels else "no classifier"
+    if result.class_splits:
+        labels_text += " in heads " + ", ".join(f"{name} {size}" for name, size in result.class_splits)
     typer.echo(f"wrote {result.dst}: {result.architecture}, {result.num_params / 1e6:.2f}M params, "
                f"{result.dtype}, {labels_text} [from {result.format}]")

@@ -4,13 +4,15 @@
     result = convert_checkpoint("vit_b_k400.pth", "videomae-b-k400", labels="kinetics400")
     result.max_abs_diff   # verification: source vs result on one synthetic clip
 
-Modules: sources (format detection, safe loading), videomae_original and scenic_vivit (key mappings),
-msgpack_reader (Flax checkpoints without flax), reference (forwards over the original layouts, for
-verification), output (atomic writing), core (the pipeline).
+Modules: options (ConvertOptions / ConvertResult), sources (format detection, safe loading), readers (one per
+source format), videomae_original / scenic_vivit / scenic_fe (key mappings), flax_msgpack (Flax checkpoints
+without flax), reference (forwards over the original layouts), classes (head, labels, splits), verify, output
+(atomic writing), core (the pipeline).
 """
 
 from __future__ import annotations
 
-from vivitcli.convert.core import ConvertOptions, ConvertResult, convert_checkpoint, read_labels
+from vivitcli.convert.core import convert_checkpoint
+from vivitcli.convert.options import ConvertOptions, ConvertResult
 
-__all__ = ["ConvertOptions", "ConvertResult", "convert_checkpoint", "read_labels"]
+__all__ = ["ConvertOptions", "ConvertResult", "convert_checkpoint"]

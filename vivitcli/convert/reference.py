@@ -105,26 +105,8 @@ def _flax_dense(x, node):
     return x @ node["kernel"] + node["bias"]
 
 
-@torch.no_grad()
-def scenic_vivit(params: dict, pixel_values: torch.Tensor) -> dict:
-    """Scenic's ViViT (spacetime attention, token classifier) over its own Flax parameter tree.
-
-    The tubelet embedding is computed the Flax way: pixels in NTHWC, non-overlapping patches contracted with
-    the (ft, fh, fw, C, D) kernel. Returns {'logits'} when the tree has output_projection and {'pooled'}.
-    """
-    params = _to_torch({k: params[k] for k in ("embedding", "cls", "Transformer", "output_projection")
-                        if k in params}, pixel_values.device)
-    kernel = params["embedding"]["kernel"]
-    ft, fh, fw, c, d = kernel.shape
-    x = pixel_values.float().permute(0, 1, 3, 4, 2)  # (B, T, H, W, C)
-    b, t, h, w, _ = x.shape
-    x = x.reshape(b, t // ft, ft, h // fh, fh, w // fw, fw, c)
-    x = torch.einsum("nTaHbWcC,abcCD->nTHWD", x, kernel)  # a, b, c: offsets inside a tubelet
-    x = x + params["embedding"]["bias"]
-    x = x.reshape(b, -1, d)
-    cls = params["cls"].reshape(1, 1, d).expand(b, 1, d)
-    x = torch.cat([cls, x], dim=1)
-    enc = params["Transformer"]
+def _flax_encoder(x, enc):
+    """posembed_input + encoderblock_0.. + encoder_norm of one Scenic Encoder, on (B, N, D)."""
     x = x + enc["posembed_input"]["pos_embedding"]
     i = 0
     while f"encoderblock_{i}" in enc:
@@ -141,8 +123,73 @@ def scenic_vivit(params: dict, pixel_values: torch.Tensor) -> dict:
         y = _flax_dense(F.gelu(_flax_dense(y, mlp["Dense_0"]), approximate="tanh"), mlp["Dense_1"])
         x = x + y
         i += 1
-    x = _flax_ln(x, enc["encoder_norm"])
+    return _flax_ln(x, enc["encoder_norm"])
+
+
+def _flax_embed(pixel_values, embedding):
+    """Scenic's patch embedding the Flax way: NTHWC pixels, non-overlapping patches contracted with the kernel.
+
+    A (ft, fh, fw, C, D) kernel is the 3D-conv tubelet embedding; an (fh, fw, C, D) one embeds every frame
+    with 2D patches ('temporal_sampling'). Returns (B, T', h, w, D).
+    """
+    kernel = embedding["kernel"]
+    x = pixel_values.float().permute(0, 1, 3, 4, 2)  # (B, T, H, W, C)
+    b, t, h, w, c = x.shape
+    if kernel.ndim == 4:
+        fh, fw, _, d = kernel.shape
+        x = x.reshape(b, t, h // fh, fh, w // fw, fw, c)
+        x = torch.einsum("nTHbWcC,bcCD->nTHWD", x, kernel)
+    else:
+        ft, fh, fw, _, d = kernel.shape
+        x = x.reshape(b, t // ft, ft, h // fh, fh, w // fw, fw, c)
+        x = torch.einsum("nTaHbWcC,abcCD->nTHWD", x, kernel)  # a, b, c: offsets inside a tubelet
+    return x + embedding["bias"]
+
+
+@torch.no_grad()
+def scenic_vivit(params: dict, pixel_values: torch.Tensor) -> dict:
+    """Scenic's ViViT (spacetime attention, token classifier) over its own Flax parameter tree.
+
+    Returns {'logits'} when the tree has output_projection, {'features'} and {'pooled'}.
+    """
+    params = _to_torch({k: params[k] for k in ("embedding", "cls", "Transformer", "output_projection")
+                        if k in params}, pixel_values.device)
+    x = _flax_embed(pixel_values, params["embedding"])
+    b, d = x.shape[0], x.shape[-1]
+    x = x.reshape(b, -1, d)
+    cls = params["cls"].reshape(1, 1, d).expand(b, 1, d)
+    x = _flax_encoder(torch.cat([cls, x], dim=1), params["Transformer"])
     out = {"features": x, "pooled": x[:, 0]}
     if "output_projection" in params:
         out["logits"] = _flax_dense(x[:, 0], params["output_projection"])
+    return out
+
+
+@torch.no_grad()
+def scenic_vivit_fe(params: dict, pixel_values: torch.Tensor) -> dict:
+    """Scenic's SpaceTimeViViT (factorised encoder, model 2) over its own Flax parameter tree.
+
+    Following Scenic's vit_body: per time slot (a loop here, as jax.vmap maps it) [cls_SpatialTransformer] +
+    patches → SpatialTransformer → token 0 (or the mean for "gap"); then [cls_TemporalTransformer] + the slot
+    vectors → TemporalTransformer → token 0 (or mean) → output_projection.
+    """
+    keys = ("embedding", "cls_SpatialTransformer", "cls_TemporalTransformer", "SpatialTransformer",
+            "TemporalTransformer", "output_projection")
+    params = _to_torch({k: params[k] for k in keys if k in params}, pixel_values.device)
+    x = _flax_embed(pixel_values, params["embedding"])               # (B, T', h, w, D)
+    b, t, d = x.shape[0], x.shape[1], x.shape[-1]
+
+    def body(seq, name):
+        if f"cls_{name}" in params:
+            cls = params[f"cls_{name}"].reshape(1, 1, d).expand(seq.shape[0], 1, d)
+            seq = _flax_encoder(torch.cat([cls, seq], dim=1), params[name])
+            return seq, seq[:, 0]
+        seq = _flax_encoder(seq, params[name])
+        return seq, seq.mean(dim=1)
+
+    slots = torch.stack([body(x[:, i].reshape(b, -1, d), "SpatialTransformer")[1] for i in range(t)], dim=1)
+    features, pooled = body(slots, "TemporalTransformer")
+    out = {"features": features, "pooled": pooled}
+    if "output_projection" in params:
+        out["logits"] = _flax_dense(pooled, params["output_projection"])
     return out

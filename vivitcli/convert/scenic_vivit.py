@@ -24,8 +24,12 @@ from vivitcli.errors import CheckpointError
 _ATTN = re.compile(r"^MultiHeadDotProductAttention(_\d+)?$")
 
 
+ENCODER_ROOTS = ("Transformer", "SpatialTransformer")
+
+
 def find_params(tree, where: str) -> dict:
-    """The parameter tree (the dict holding 'Transformer') inside a restored train state."""
+    """The parameter tree (the dict holding 'Transformer', or 'SpatialTransformer' for the factorised encoder)
+    inside a restored train state: legacy flax.optim (optimizer/target), current (params), or bare."""
     candidates = [tree]
     seen = 0
     while candidates and seen < 64:
@@ -33,16 +37,13 @@ def find_params(tree, where: str) -> dict:
         seen += 1
         if not isinstance(node, dict):
             continue
-        if "Transformer" in node and isinstance(node["Transformer"], dict):
+        if any(isinstance(node.get(k), dict) for k in ENCODER_ROOTS):
             return node
-        for factored in ("SpatialTransformer", "TemporalTransformer"):
-            if factored in node:
-                raise CheckpointError(f"{where}: a factorised-encoder ViViT (model 2); only the unfactorised "
-                                      "spacetime model (model 1) has a Hugging Face layout")
         for key in ("optimizer", "target", "params", "state", "model"):
             if isinstance(node.get(key), dict):
                 candidates.append(node[key])
-    raise CheckpointError(f"{where}: no 'Transformer' parameter tree (not a Scenic ViViT checkpoint?)")
+    raise CheckpointError(f"{where}: no 'Transformer' or 'SpatialTransformer' parameter tree (not a Scenic ViViT "
+                          "checkpoint?)")
 
 
 def _get(tree: dict, path: str, where: str):
@@ -59,15 +60,59 @@ def _block_attention(block: dict, where: str) -> dict:
     if len(names) != 1:
         factored = [k for k in block if k.startswith("MultiHeadDotProductAttention_")]
         if any(k.endswith(("_time", "_space")) for k in factored):
-            raise CheckpointError(f"{where}: factorised self-attention ViViT (model 3) has no HF layout")
+            raise CheckpointError(f"{where}: a factorised self-attention ViViT (model 3); vivit runs models 1 "
+                                  "(unfactorised) and 2 (factorised encoder), the kinds Scenic released checkpoints "
+                                  "of", hint="convert one of the five released checkpoints instead")
         raise CheckpointError(f"{where}: expected one MultiHeadDotProductAttention, found {sorted(block)}")
     return block[names[0]]
+
+
+def encoder_layers(enc: dict, where: str, name: str) -> list[int]:
+    """The block indices of one Scenic encoder, checked to be 0..N-1 (N >= 1)."""
+    layers = sorted(int(k.split("_")[1]) for k in enc if re.fullmatch(r"encoderblock_\d+", k))
+    if layers != list(range(len(layers))) or not layers:
+        raise CheckpointError(f"{where}: {name}/encoderblock_* are not numbered 0..N-1: {layers}")
+    return layers
+
+
+def map_encoder(enc: dict, layers: list[int], dim: int, where: str) -> tuple[dict, int, int]:
+    """One Scenic encoder's blocks → HF ViViT layer keys ("encoder.layer.{i}...."), with (heads, MLP width)."""
+    out = {}
+    heads = head_dim = mlp = None
+    for i in layers:
+        block = enc[f"encoderblock_{i}"]
+        bw = f"{where}/encoderblock_{i}"
+        attn = _block_attention(block, bw)
+        p = f"encoder.layer.{i}."
+        for name in ("query", "key", "value"):
+            k = _get(attn, f"{name}/kernel", bw)  # (D, H, Dh)
+            if k.ndim != 3 or k.shape[0] != dim:
+                raise CheckpointError(f"{bw}: {name}/kernel has shape {k.shape}, expected ({dim}, heads, head_dim)")
+            heads, head_dim = int(k.shape[1]), int(k.shape[2])
+            out[p + f"attention.attention.{name}.weight"] = k.reshape(dim, heads * head_dim).T
+            out[p + f"attention.attention.{name}.bias"] = _get(attn, f"{name}/bias", bw).reshape(-1)
+        o = _get(attn, "out/kernel", bw)  # (H, Dh, D)
+        out[p + "attention.output.dense.weight"] = o.reshape(-1, dim).T
+        out[p + "attention.output.dense.bias"] = _get(attn, "out/bias", bw)
+        for ln, target in (("LayerNorm_0", "layernorm_before"), ("LayerNorm_1", "layernorm_after")):
+            out[p + f"{target}.weight"] = _get(block, f"{ln}/scale", bw)
+            out[p + f"{target}.bias"] = _get(block, f"{ln}/bias", bw)
+        for dense, target in (("Dense_0", "intermediate.dense"), ("Dense_1", "output.dense")):
+            out[p + f"{target}.weight"] = _get(block, f"MlpBlock_0/{dense}/kernel", bw).T
+            out[p + f"{target}.bias"] = _get(block, f"MlpBlock_0/{dense}/bias", bw)
+        mlp = int(out[p + "intermediate.dense.weight"].shape[0])
+    if heads * head_dim != dim:
+        raise CheckpointError(f"{where}: {heads} heads x {head_dim} differ from width {dim}; the blocks cannot "
+                              "hold it")
+    return out, heads, mlp
 
 
 def convert(tree, *, image_size: int = 224, num_frames: int | None = None,
             where: str = "checkpoint") -> tuple[dict, dict]:
     """Flax param tree → (HF config dict, HF state dict of numpy arrays in float32 or their own dtype)."""
     params = find_params(tree, where)
+    if "Transformer" not in params:
+        raise CheckpointError(f"{where}: not an unfactorised (model 1) ViViT: no 'Transformer' tree")
     if "pre_logits" in params and params["pre_logits"]:
         raise CheckpointError(f"{where}: a representation layer (pre_logits) that HF ViViT cannot hold")
     if "cls" not in params:
@@ -93,10 +138,7 @@ def convert(tree, *, image_size: int = 224, num_frames: int | None = None,
         raise CheckpointError(f"{where}: the position table holds {frames} frames at {image_size} px, "
                               f"not {num_frames}")
 
-    layers = sorted(int(k.split("_")[1]) for k in enc if re.fullmatch(r"encoderblock_\d+", k))
-    if layers != list(range(len(layers))) or not layers:
-        raise CheckpointError(f"{where}: Transformer/encoderblock_* are not numbered 0..N-1: {layers}")
-
+    layers = encoder_layers(enc, where, "Transformer")
     out = {
         "vivit.embeddings.cls_token": _get(params, "cls", where).reshape(1, 1, dim),
         "vivit.embeddings.position_embeddings": pos,
@@ -106,31 +148,8 @@ def convert(tree, *, image_size: int = 224, num_frames: int | None = None,
         "vivit.layernorm.weight": _get(enc, "encoder_norm/scale", where),
         "vivit.layernorm.bias": _get(enc, "encoder_norm/bias", where),
     }
-    heads = head_dim = mlp = None
-    for i in layers:
-        block = enc[f"encoderblock_{i}"]
-        bw = f"{where}: Transformer/encoderblock_{i}"
-        attn = _block_attention(block, bw)
-        p = f"vivit.encoder.layer.{i}."
-        for name in ("query", "key", "value"):
-            k = _get(attn, f"{name}/kernel", bw)  # (D, H, Dh)
-            if k.ndim != 3:
-                raise CheckpointError(f"{bw}: {name}/kernel has shape {k.shape}, expected (D, heads, head_dim)")
-            heads, head_dim = int(k.shape[1]), int(k.shape[2])
-            out[p + f"attention.attention.{name}.weight"] = k.reshape(dim, heads * head_dim).T
-            out[p + f"attention.attention.{name}.bias"] = _get(attn, f"{name}/bias", bw).reshape(-1)
-        o = _get(attn, "out/kernel", bw)  # (H, Dh, D)
-        out[p + "attention.output.dense.weight"] = o.reshape(-1, dim).T
-        out[p + "attention.output.dense.bias"] = _get(attn, "out/bias", bw)
-        for ln, target in (("LayerNorm_0", "layernorm_before"), ("LayerNorm_1", "layernorm_after")):
-            out[p + f"{target}.weight"] = _get(block, f"{ln}/scale", bw)
-            out[p + f"{target}.bias"] = _get(block, f"{ln}/bias", bw)
-        for dense, target in (("Dense_0", "intermediate.dense"), ("Dense_1", "output.dense")):
-            out[p + f"{target}.weight"] = _get(block, f"MlpBlock_0/{dense}/kernel", bw).T
-            out[p + f"{target}.bias"] = _get(block, f"MlpBlock_0/{dense}/bias", bw)
-        mlp = int(out[p + "intermediate.dense.weight"].shape[0])
-    if heads * head_dim != dim:
-        raise CheckpointError(f"{where}: {heads} heads x {head_dim} differ from width {dim}; HF ViViT cannot hold it")
+    blocks, heads, mlp = map_encoder(enc, layers, dim, f"{where}: Transformer")
+    out.update({"vivit." + k: v for k, v in blocks.items()})
 
     config = {
         "model_type": "vivit",

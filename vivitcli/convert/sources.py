@@ -53,7 +53,7 @@ def _scenic_checkpoints(directory: Path) -> list[Path]:
 
 def detect(src) -> Source:
     """Classify SRC; raises CheckpointError naming it when nothing fits."""
-    from vivitcli.convert.msgpack_reader import looks_like_msgpack_map
+    from vivitcli.convert.flax_msgpack import looks_like_msgpack_map
 
     path = Path(src)
     if not path.exists():
@@ -74,6 +74,7 @@ def detect(src) -> Source:
                 if (path / single).is_file():
                     return Source(path, fmt, [path / single])
             raise CheckpointError(f"{path}: has config.json but no pytorch_model.bin or model.safetensors")
+        _refuse_orbax(path)
         ckpts = [p for p in _scenic_checkpoints(path) if looks_like_msgpack_map(_head(p))]
         if ckpts:
             return Source(path, "scenic-flax", [ckpts[-1]])
@@ -87,6 +88,25 @@ def detect(src) -> Source:
     if path.suffix == ".safetensors" or path.name == "config.json":
         raise CheckpointError(f"{path}: pass the checkpoint's directory, not one of its files")
     raise CheckpointError(f"{path}: neither a PyTorch pickle (.pth/.bin) nor a Flax msgpack checkpoint")
+
+
+# Files and folders Orbax writes into a checkpoint folder (flax >= 0.7 saves through Orbax by default).
+_ORBAX_MARKERS = ("_METADATA", "_CHECKPOINT_METADATA", "manifest.ocdbt", "_sharding", "commit_success.txt", "d",
+                  "ocdbt.process_0")
+
+
+def _refuse_orbax(path: Path) -> None:
+    """An Orbax folder (or a folder of checkpoint_<step>/ folders) gets one line saying what to do."""
+    def is_orbax(folder: Path) -> bool:
+        return any((folder / m).exists() for m in _ORBAX_MARKERS)
+
+    step_dirs = sorted(p for p in path.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint_\d+", p.name))
+    if is_orbax(path) or any(is_orbax(p) for p in step_dirs):
+        raise CheckpointError(
+            f"{path}: an Orbax checkpoint folder; vivit convert reads Flax msgpack checkpoint files (what the "
+            "released ViViT checkpoints are)",
+            hint="restore it with orbax (orbax.checkpoint.PyTreeCheckpointer().restore(path)), write "
+                 "flax.serialization.to_bytes(tree) to a file named checkpoint and convert that file")
 
 
 def _read_json(path: Path) -> dict:

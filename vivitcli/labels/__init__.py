@@ -15,10 +15,11 @@ from functools import lru_cache
 from importlib import resources
 
 # class count -> label source name (also the .txt file shipped next to this module)
-DATASETS = {400: "kinetics400", 174: "something-something-v2"}
+DATASETS = {400: "kinetics400", 174: "something-something-v2", 600: "kinetics600"}
 # Names `--labels` accepts for the shipped lists (the values are files next to this module, without .txt).
 DATASET_NAMES = {"kinetics400": "kinetics400", "k400": "kinetics400",
-                 "something-something-v2": "something-something-v2", "ssv2": "something-something-v2"}
+                 "something-something-v2": "something-something-v2", "ssv2": "something-something-v2",
+                 "kinetics600": "kinetics600", "k600": "kinetics600"}
 LABEL_SOURCES = ("checkpoint", *DATASETS.values(), "placeholder")
 
 _PLACEHOLDER = re.compile(r"LABEL_(\d+)")

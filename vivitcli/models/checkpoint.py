@@ -272,6 +272,10 @@ def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint") -> 
     """Check checkpoint tensor names/shapes ({key: shape}, any key spelling normalize_hf_keys knows) against
     the config BEFORE anything is built or read: a config that does not fit its weights (more layers, other
     widths) is one CheckpointError line in milliseconds. Returns {"num_labels", "fc_norm", "ignored"}."""
+    if cfg.model_type == "vivit_fe":  # the factorised encoder has its own layout (models/vivit_fe.py)
+        from vivitcli.models.vivit_fe import check_fit as check_fit_fe
+
+        return check_fit_fe(cfg, shapes, source=source)
     hf = normalize_hf_keys({k: tuple(v) for k, v in shapes.items()}, cfg.model_type)
     hf, ignored = split_ignored(hf, cfg.model_type)
     head = hf.get("classifier.weight")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from vivitcli.errors import CheckpointError
 
-MODEL_TYPES = ("vivit", "videomae")
+MODEL_TYPES = ("vivit", "videomae", "vivit_fe")
 
 # HF defaults for fields a config.json may leave out (VivitConfig / VideoMAEConfig).
 _DEFAULTS = {
@@ -33,6 +33,7 @@ _DEFAULTS = {
         layer_norm_eps=1e-12, qv_bias=True, use_mean_pooling=True,
     ),
 }
+_DEFAULTS["vivit_fe"] = _DEFAULTS["vivit"]  # factorised encoder (models/vivit_fe.py): ViViT's block settings
 
 # Sane limits: far above every published ViViT / VideoMAE (VideoMAE V2-g: 1408 wide, 40 layers, ~1e9
 # parameters), far below what would exhaust a machine. A config outside them is refused before any
@@ -167,10 +168,10 @@ class ModelConfig:
         if model_type not in MODEL_TYPES:
             raise CheckpointError(
                 f"{source}: model_type {model_type!r} is not supported (expected one of {', '.join(MODEL_TYPES)})")
-        c = {**_DEFAULTS[model_type], **{k: v for k, v in config.items() if v is not None}}
+        c = {**_DEFAULTS[model_type], **config}          # a null is not a default: it fails its type check
         image = _ints(c, "image_size", source, 2, LIMITS["image_size"], scalar_ok=True)
         num_frames = _int(c, "num_frames", source)
-        if model_type == "vivit":
+        if model_type in ("vivit", "vivit_fe"):
             tubelet = _ints(c, "tubelet_size", source, 3, LIMITS["num_frames"], scalar_ok=False)
             qkv_bias = _bool(c, "qkv_bias", source)
             use_mean_pooling = False
@@ -182,7 +183,7 @@ class ModelConfig:
             # VideoMAEConfig maps it onto qv_bias (and lets it win), so do we.
             qkv_bias = _bool(c, "qkv_bias" if "qkv_bias" in c else "qv_bias", source)
             use_mean_pooling = _bool(c, "use_mean_pooling", source)
-        tube_key = "tubelet_size" if model_type == "vivit" else None
+        tube_key = "tubelet_size" if model_type in ("vivit", "vivit_fe") else None
         if tubelet[0] > num_frames:
             raise _fail(source, tube_key or "tubelet_size", f"(time {tubelet[0]}) must fit num_frames {num_frames}",
                         c["tubelet_size"])
@@ -210,7 +211,7 @@ class ModelConfig:
         arch = c.get("architectures")
         if arch is not None and (not isinstance(arch, list) or not all(isinstance(a, str) for a in arch)):
             raise _fail(source, "architectures", "must be a list of class names", arch)
-        if not isinstance(c.get("_name_or_path", ""), str):
+        if not isinstance(c.get("_name_or_path") or "", str):
             raise _fail(source, "_name_or_path", "must be a string", c["_name_or_path"])
         parsed = cls(
             model_type=model_type, image_size=image, num_frames=num_frames, tubelet=tuple(tubelet),
@@ -291,7 +292,7 @@ def validate_preprocessor_config(config, source: str = "preprocessor_config.json
     """
     if not isinstance(config, dict):
         raise CheckpointError(f"{source}: expected a JSON object, got {type(config).__name__}")
-    c = {k: v for k, v in config.items() if v is not None}
+    c = config
     for key in ("do_resize", "do_center_crop", "do_rescale", "offset", "do_normalize"):
         if key in c:
             _bool(c, key, source)
