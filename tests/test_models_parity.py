@@ -61,7 +61,7 @@ def _maxdiff(a, b) -> float:
 def test_logits_and_hidden_state_match_transformers(case, attn):
     path, x = case
     ref_logits, ref_hidden = _reference(path, x, attn)
-    model = load_model(path, attn=attn, device="cpu")
+    model = load_model(path, attn=attn, device="cpu", dtype="float32")
     assert model.attn == attn
     assert _maxdiff(model(x), ref_logits) <= TOL
     hidden = model.forward_features(x)
@@ -73,7 +73,7 @@ def test_logits_and_hidden_state_match_transformers(case, attn):
 
 def test_eager_and_sdpa_agree_on_one_instance(case):
     path, x = case
-    model = load_model(path, attn="eager", device="cpu")
+    model = load_model(path, attn="eager", device="cpu", dtype="float32")
     eager_logits, eager_hidden = model(x), model.forward_features(x)
     model.set_attn("sdpa")
     assert model.attn == "sdpa"
@@ -93,7 +93,7 @@ def test_bfloat16_close_to_float32_reference(case):
 
 def test_embed_is_the_vector_the_classifier_reads(case):
     path, x = case
-    model = load_model(path, device="cpu")
+    model = load_model(path, device="cpu", dtype="float32")
     _, hidden = _reference(path, x, "eager")
     if model.model_type == "vivit":
         expected = hidden[:, 0]
@@ -109,7 +109,7 @@ def test_embed_is_the_vector_the_classifier_reads(case):
 
 def test_pretraining_checkpoint_embeds_and_reports_decoder(tmp_path):
     path = make_tiny_videomae(tmp_path / "pre", pretraining=True)
-    model = load_model(path, device="cpu")
+    model = load_model(path, device="cpu", dtype="float32")
     assert not model.has_classifier
     ignored = model.load_report["ignored_keys"]
     assert "encoder_to_decoder.weight" in ignored and any(k.startswith("decoder.") for k in ignored)
@@ -127,7 +127,7 @@ def test_pretraining_checkpoint_embeds_and_reports_decoder(tmp_path):
 
 def test_bare_vivit_model_loads_without_its_pooler(tmp_path):
     path = make_tiny_vivit(tmp_path / "bare", base_model=True)
-    model = load_model(path, device="cpu")
+    model = load_model(path, device="cpu", dtype="float32")
     assert not model.has_classifier
     assert model.load_report["ignored_keys"] == ["pooler.dense.bias", "pooler.dense.weight"]
     x = random_pixels(path)
@@ -139,12 +139,12 @@ def test_bare_vivit_model_loads_without_its_pooler(tmp_path):
 def test_pool_options(tmp_path):
     from vivitcli.errors import UsageError
 
-    vivit = load_model(make_tiny_vivit(tmp_path / "v"), device="cpu")
+    vivit = load_model(make_tiny_vivit(tmp_path / "v"), device="cpu", dtype="float32")
     x = random_pixels(vivit.path)
     hidden = vivit.forward_features(x)
     assert torch.equal(vivit.embed(x, pool="cls"), hidden[:, 0])
     assert torch.allclose(vivit.embed(x, pool="mean"), hidden[:, 1:].mean(1))
-    mae = load_model(make_tiny_videomae(tmp_path / "m", use_mean_pooling=False), device="cpu")
+    mae = load_model(make_tiny_videomae(tmp_path / "m", use_mean_pooling=False), device="cpu", dtype="float32")
     hidden = mae.forward_features(x)
     assert torch.equal(mae.embed(x), hidden[:, 0])                   # the classifier reads the first token
     assert torch.allclose(mae.embed(x, pool="mean"), hidden.mean(1))
@@ -165,7 +165,7 @@ def test_native_weights_round_trip_to_a_checkpoint_transformers_loads(tmp_path):
 
     for maker in (make_tiny_vivit, make_tiny_videomae):
         src = maker(tmp_path / f"src-{maker.__name__}")
-        model = load_model(src, device="cpu")
+        model = load_model(src, device="cpu", dtype="float32")
         out = tmp_path / f"out-{maker.__name__}"
         out.mkdir()
         shutil.copy(src / "config.json", out / "config.json")
@@ -179,7 +179,7 @@ def test_native_weights_round_trip_to_a_checkpoint_transformers_loads(tmp_path):
 
 
 def test_gradients_flow_in_train_mode(tmp_path):
-    model = load_model(make_tiny_vivit(tmp_path / "v"), device="cpu").train()
+    model = load_model(make_tiny_vivit(tmp_path / "v"), device="cpu", dtype="float32").train()
     x = random_pixels(model.path)
     model(x).sum().backward()
     assert model.pos_embed.grad is not None and model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
@@ -191,7 +191,7 @@ def test_importing_models_does_not_import_transformers(tmp_path):
         "import sys, torch, vivitcli, vivitcli.models\n"
         "from vivitcli.models import build_model, load_model\n"
         "from vivitcli.models.presets import PRESETS\n"
-        f"m = load_model({str(path)!r}, device='cpu')\n"
+        f"m = load_model({str(path)!r}, device='cpu', dtype='float32')\n"
         "m(torch.zeros(1, 4, 3, 32, 32))\n"
         "assert 'transformers' not in sys.modules, 'transformers was imported'\n"
     )

@@ -13,6 +13,7 @@ import math
 import platform
 
 from vivitcli.benchmark.rows import FIELDS, Row
+from vivitcli.models.backends.cpu import cpu_name
 from vivitcli.benchmark.spec import OK, OOM, SKIPPED
 
 SCHEMA = "vivitcli.benchmark/1"
@@ -51,17 +52,6 @@ def machine(device: str) -> dict:
         "device_name": name,
         "cpu_threads": torch.get_num_threads(),
     }
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def to_json(rows: list[Row], env: dict) -> str:

@@ -67,8 +67,8 @@ def resolve_device(device="auto") -> "torch.device":
 
 
 def resolve_dtype(dtype="auto", device: "torch.device | None" = None) -> "torch.dtype":
-    """auto: float32 on CPU (the reference numerics), bfloat16 on CUDA when supported else float16,
-    float16 on MPS."""
+    """auto: on CPU bfloat16 where it is native (AVX512_BF16 or AMX: models.backends.cpu), else float32 (the
+    reference numerics); bfloat16 on CUDA when supported else float16; float16 on MPS."""
     import torch
 
     if isinstance(dtype, torch.dtype):
@@ -82,7 +82,9 @@ def resolve_dtype(dtype="auto", device: "torch.device | None" = None) -> "torch.
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if kind == "mps":
             return torch.float16
-        return torch.float32
+        from vivitcli.models.backends.cpu import cpu_has_native_bf16
+
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     return getattr(torch, name)
 
 
