@@ -13,14 +13,7 @@ from vivitcli import load_model
 from vivitcli.errors import CheckpointError, ModelNotFoundError, UsageError
 
 
-@pytest.fixture(scope="module")
-def vivit_dir(tmp_path_factory):
-    return make_tiny_vivit(tmp_path_factory.mktemp("vivit") / "ckpt")
-
-
-@pytest.fixture(scope="module")
-def videomae_dir(tmp_path_factory):
-    return make_tiny_videomae(tmp_path_factory.mktemp("videomae") / "ckpt")
+# vivit_dir / videomae_dir: session fixtures in tests/conftest.py.
 
 
 def _copy(src, dst):
