@@ -1,19 +1,17 @@
-"""Unit tests for the CLI's building blocks without a model: inputs, the pipeline (fake read/compute), writers."""
+"""Unit tests for the CLI's building blocks without a model: inputs, the pipeline (fake read/compute).
+
+The writers' tests moved to tests/test_output_*.py (vivitcli/output)."""
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import signal
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
 
-from vivitcli import writers
 from vivitcli.errors import UsageError, VideoError
 from vivitcli.inputs import DEFAULT_EXTENSIONS, collect_paths, parse_extensions, walk_folder
 from vivitcli.pipeline import Pipeline
@@ -151,165 +149,6 @@ def test_pipeline_decodes_next_files_while_the_model_computes(tmp_path):
 
     list(Pipeline(read, compute, batch_size=1, workers=2).run(paths))
     assert seen_during_compute == [True]
-
-
-# ------------------------------------------------------------------------------------------------ writers
-
-
-def _rec(path, score=0.5, error=None):
-    labels = [] if error else [{"label": "x", "score": score, "index": 1}]
-    return writers.make_record("classify", path=path, labels=labels, model="m", label_source="checkpoint",
-                               frame_indices=None if error else np.array([0, 2]),
-                               timestamps=None if error else np.array([0.0, 0.08]),
-                               approximate=None if error else False, error=error)
-
-
-@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "table"])
-def test_stream_formats(fmt):
-    buf = io.StringIO()
-    sink = writers.open_sink("classify", fmt, None, resume=False, stdout=buf)
-    sink.write(_rec("a.mp4", 0.75))
-    sink.write(_rec("b,\"odd\".mp4", error="empty file"))
-    sink.close()
-    text = buf.getvalue()
-    if fmt == "jsonl":
-        recs = [json.loads(line) for line in text.splitlines()]
-    elif fmt == "json":
-        recs = json.loads(text)
-    elif fmt == "csv":
-        import csv
-
-        rows = list(csv.DictReader(io.StringIO(text)))
-        assert [r["path"] for r in rows] == ["a.mp4", 'b,"odd".mp4']
-        assert rows[0]["score"] == "0.75" and rows[0]["frame_indices"] == "0 2" and rows[1]["error"] == "empty file"
-        return
-    else:
-        assert text.splitlines() == ["a.mp4", "   0.7500  x", 'b,"odd".mp4', "  error: empty file"]
-        return
-    assert [r["path"] for r in recs] == ["a.mp4", 'b,"odd".mp4']
-    assert recs[0]["labels"] == [{"label": "x", "score": 0.75, "index": 1}] and recs[0]["frame_indices"] == [0, 2]
-    assert recs[1]["error"] == "empty file" and set(recs[1]) == set(recs[0])
-
-
-def test_empty_json_run_is_still_an_array():
-    buf = io.StringIO()
-    writers.open_sink("classify", "json", None, resume=False, stdout=buf).close()
-    assert json.loads(buf.getvalue()) == []
-
-
-def test_signals_deferred_holds_sigint_until_the_block_ends():
-    # Python's own handler, even when the test run inherited an ignored SIGINT (started in the background).
-    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        done = []
-        with pytest.raises(KeyboardInterrupt):
-            with writers.signals_deferred():
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.05)  # the interpreter would have run a normal handler by now
-                done.append("wrote")
-        assert done == ["wrote"]
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, saved)
-
-
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    target = tmp_path / "out.npy"
-    target.write_bytes(b"old")
-
-    def boom(f):
-        f.write(b"partial")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        writers.atomic_write(str(target), boom)
-    assert target.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["out.npy"]
-
-
-def _emb(path, vec):
-    return writers.make_record("embed", path=path, dim=len(vec), pool="default", embedding=np.asarray(vec, np.float32),
-                               model="m", frame_indices=[0, 1], timestamps=[0.0, 0.5], approximate=False)
-
-
-def test_embedding_file_sidecar_and_journal_recovery(tmp_path):
-    out = str(tmp_path / "feats.npy")
-    order = ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
-    sink = writers.open_sink("embed", "npy", out, resume=False, order=order)
-    sink.write(_emb("b.mp4", [0.1, 2.0, -3.5]))
-    sink.write(_emb("a.mp4", [1.0, 1.0, 1.0]))
-    # A run killed with SIGKILL: no close(), a torn record at the end of the journal, no final file.
-    with open(writers.journal_path(out), "ab") as f:
-        f.write(b'{"path": "c.mp4", "embed')
-    assert not os.path.exists(out)
-    resumed = writers.open_sink("embed", "npy", out, resume=True, order=order, expect={"model": "m"})
-    assert resumed.done == {"a.mp4", "b.mp4"}
-    resumed.write(_emb("d.mp4", [4.0, 5.0, 6.0]))
-    resumed.write(writers.make_record("embed", path="c.mp4", model="m", error="empty file"))
-    resumed.close(complete=True)
-    array = np.load(out)
-    meta = json.load(open(writers.sidecar_path(out)))
-    assert array.dtype == np.float32 and array.shape == (3, 3)
-    assert [r["path"] for r in meta["rows"]] == ["a.mp4", "b.mp4", "d.mp4"]  # input order, not finishing order
-    np.testing.assert_array_equal(array[1], np.float32([0.1, 2.0, -3.5]))  # exact after the jsonl journal
-    assert meta["errors"] == [{"path": "c.mp4", "error": "empty file"}] and meta["complete"] is True
-    assert not os.path.exists(writers.journal_path(out))
-
-
-def test_resume_refuses_another_model_and_leaves_files_alone(tmp_path):
-    out = str(tmp_path / "feats.npz")
-    sink = writers.open_sink("embed", "npz", out, resume=False, order=["a.mp4"])
-    sink.write(_emb("a.mp4", [1.0, 2.0]))
-    sink.close(complete=False)
-    before = open(out, "rb").read()
-    with pytest.raises(UsageError, match="model"):
-        writers.open_sink("embed", "npz", out, resume=True, expect={"model": "other"})
-    assert open(out, "rb").read() == before
-    with np.load(out) as z:
-        assert z["paths"].tolist() == ["a.mp4"] and z["embeddings"].shape == (1, 2)
-    assert json.load(open(out + ".json"))["complete"] is False
-
-
-def test_jsonl_and_csv_resume_drop_failures_and_torn_lines(tmp_path):
-    for fmt in ("jsonl", "csv"):
-        out = str(tmp_path / f"r.{fmt}")
-        sink = writers.open_sink("classify", fmt, out, resume=False)
-        sink.write(_rec("a.mp4"))
-        sink.write(_rec("bad.mp4", error="not a video"))
-        sink.write(_rec("c.mp4"))
-        sink.close()
-        with open(out, "a") as f:
-            f.write('{"path": "torn' if fmt == "jsonl" else "d.mp4,1,x,0.5")
-        resumed = writers.open_sink("classify", fmt, out, resume=True)
-        assert resumed.done == {"a.mp4", "c.mp4"}
-        resumed.write(_rec("bad.mp4", 0.25))
-        resumed.close()
-        text = open(out).read()
-        if fmt == "jsonl":
-            paths = [json.loads(line)["path"] for line in text.splitlines()]
-        else:
-            import csv
-
-            paths = [r["path"] for r in csv.DictReader(io.StringIO(text))]
-        assert paths == ["a.mp4", "c.mp4", "bad.mp4"]
-
-
-def test_resume_refuses_a_foreign_file(tmp_path):
-    out = tmp_path / "other.jsonl"
-    out.write_text('{"id": 1}\n')
-    with pytest.raises(writers.OutputError, match="not written by vivit"):
-        writers.open_sink("classify", "jsonl", str(out), resume=True)
-    assert out.read_text() == '{"id": 1}\n'
-
-
-def test_out_format_choice():
-    assert writers.out_format(None, None, task="classify", stdout_isatty=True) == "table"
-    assert writers.out_format(None, None, task="classify", stdout_isatty=False) == "jsonl"
-    assert writers.out_format("x.csv", None, task="classify", stdout_isatty=True) == "csv"
-    assert writers.out_format("x.csv", "json", task="classify", stdout_isatty=True) == "json"
-    assert writers.out_format("x.safetensors", None, task="embed", stdout_isatty=False) == "safetensors"
-    with pytest.raises(UsageError):
-        writers.out_format("x.bin", None, task="embed", stdout_isatty=False)
 
 
 # ----------------------------------------------------------------------------------------------- progress
