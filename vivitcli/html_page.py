@@ -56,9 +56,10 @@ def render_page(video_path: str, page_path: str, windows: list[dict], segments: 
     def x(t: float) -> str:
         return _num((float(t) - t0) / span * WIDTH)
 
-    # Top classes by total score over the video (ties: lower class index).
+    # The classes that are best in some window, by total score over the video (ties: lower class index).
     totals = probs.sum(axis=0) if probs.size else np.zeros(len(classes))
-    ranked = sorted(range(len(classes)), key=lambda j: (-round(float(totals[j]), 9), classes[j][0]))[:top_classes]
+    winners = set(np.argmax(probs, axis=1).tolist()) if probs.size else set()
+    ranked = sorted(winners, key=lambda j: (-round(float(totals[j]), 9), classes[j][0]))[:top_classes]
     colour = {j: PALETTE[r] for r, j in enumerate(ranked)}
     name_colour = {classes[j][1]: colour[j] for j in ranked}
 
@@ -151,7 +152,8 @@ video {{ width: 100%; max-height: 60vh; background: #000; }}
   const svg = document.getElementById("timeline");
   const span = JSON.parse(svg.dataset.span);
   const width = {width};
-  function seek(t) {{ video.currentTime = Math.max(0, t); }}
+  // A cue's end time counts as inside it, so a seek to a segment's start lands 1 ms in, past the cue before.
+  function seek(t) {{ video.currentTime = Math.max(0, t + 0.001); }}
   svg.addEventListener("click", function (ev) {{
     const box = svg.getBoundingClientRect();
     seek(span.start + (ev.clientX - box.left) / box.width * (span.end - span.start));
