@@ -6,16 +6,16 @@ _vivit() {
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            classify|embed|models|benchmark|convert|sample-clip) cmd="${COMP_WORDS[i]}"; break ;;
+            classify|embed|models|benchmark|convert|sample-clip|reconstruct|timeline|probe) cmd="${COMP_WORDS[i]}"; break ;;
         esac
     done
     case "$cmd" in
         "")
-            COMPREPLY=($(compgen -W "classify embed models benchmark convert sample-clip --version --help -h" -- "$cur"))
+            COMPREPLY=($(compgen -W "classify embed models benchmark convert sample-clip reconstruct timeline probe --version --help -h" -- "$cur"))
             return ;;
         classify)
             case "$prev" in
-                --model|-m) COMPREPLY=($(compgen -W "demo videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-k400" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
                 --top-k|-k) return ;;
                 --format|-f) COMPREPLY=($(compgen -W "table jsonl json csv" -- "$cur")); return ;;
                 --out|-o) return ;;
@@ -28,19 +28,21 @@ _vivit() {
                 --end) return ;;
                 --seed) return ;;
                 --ext) return ;;
+                --max-pixels) return ;;
                 --workers) return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
                 --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
+                --backend) COMPREPLY=($(compgen -W "torch openvino auto" -- "$cur")); return ;;
                 --batch-size|-b) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --top-k -k --format -f --out -o --labels --resume --sampling --frames --frame-step --clips --start --end --seed --ext --workers --device --dtype --attn --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --top-k -k --format -f --out -o --labels --resume --force --sampling --frames --frame-step --clips --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         embed)
             case "$prev" in
-                --model|-m) COMPREPLY=($(compgen -W "demo videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-k400" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
                 --out|-o) return ;;
                 --pool) COMPREPLY=($(compgen -W "default mean cls" -- "$cur")); return ;;
                 --sampling) COMPREPLY=($(compgen -W "uniform stride clips keyframes" -- "$cur")); return ;;
@@ -51,14 +53,16 @@ _vivit() {
                 --end) return ;;
                 --seed) return ;;
                 --ext) return ;;
+                --max-pixels) return ;;
                 --workers) return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
                 --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
                 --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
+                --backend) COMPREPLY=($(compgen -W "torch openvino auto" -- "$cur")); return ;;
                 --batch-size|-b) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --sampling --frames --frame-step --clips --start --end --seed --ext --workers --device --dtype --attn --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --force --sampling --frames --frame-step --clips --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         models)
@@ -66,7 +70,7 @@ _vivit() {
             ;;
         benchmark)
             case "$prev" in
-                --model|-m) COMPREPLY=($(compgen -W "demo videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-k400" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
                 --batch-sizes|-b) return ;;
                 --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
@@ -86,6 +90,7 @@ _vivit() {
             case "$prev" in
                 --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
                 --labels) return ;;
+                --class-splits) return ;;
                 --tolerance) return ;;
                 --num-frames) return ;;
                 --image-size) return ;;
@@ -96,7 +101,7 @@ _vivit() {
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--dtype --labels --strip-head --no-verify --verify --tolerance --force -f --num-frames --image-size --head-dim --num-heads --decoder-num-heads --preprocess --device --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--dtype --labels --class-splits --strip-head --no-verify --verify --tolerance --force -f --num-frames --image-size --head-dim --num-heads --decoder-num-heads --preprocess --device --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         sample-clip)
@@ -113,6 +118,55 @@ _vivit() {
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--class -c --seed -s --size --fps --duration --codec --shape --background --quiet -q --help -h" -- "$cur"))
             fi
+            ;;
+        reconstruct)
+            case "$prev" in
+                --out|-o) return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
+                --mask-ratio) return ;;
+                --seed|-s) return ;;
+                --masking) COMPREPLY=($(compgen -W "tube random" -- "$cur")); return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
+                --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--out -o --model -m --mask-ratio --seed -s --masking --device --dtype --attn --quiet -q --debug --help -h" -- "$cur"))
+            fi
+            ;;
+        timeline)
+            case "$prev" in
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
+                --window|-w) return ;;
+                --stride) return ;;
+                --start) return ;;
+                --end) return ;;
+                --frames) return ;;
+                --top-k|-k) return ;;
+                --format|-f) COMPREPLY=($(compgen -W "table jsonl json csv" -- "$cur")); return ;;
+                --out|-o) return ;;
+                --labels) return ;;
+                --segments) return ;;
+                --smooth) return ;;
+                --threshold) return ;;
+                --min-segment) return ;;
+                --srt) return ;;
+                --vtt) return ;;
+                --subtitles) COMPREPLY=($(compgen -W "segments windows" -- "$cur")); return ;;
+                --html) return ;;
+                --ext) return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
+                --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
+                --backend) COMPREPLY=($(compgen -W "torch openvino auto" -- "$cur")); return ;;
+                --batch-size|-b) return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--model -m --window -w --stride --start --end --frames --top-k -k --format -f --out -o --labels --resume --force --segments --smooth --threshold --min-segment --srt --vtt --subtitles --html --ext --null -0 --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+            fi
+            ;;
+        probe)
+            COMPREPLY=($(compgen -W "--help -h" -- "$cur"))
             ;;
     esac
 }

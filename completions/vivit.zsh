@@ -4,7 +4,7 @@
 # compinit in ~/.zshrc).
 
 _vivit_model_names() {
-    _alternative 'aliases:model alias:(demo videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-k400)' 'dirs:checkpoint directory:_directories'
+    _alternative 'aliases:model alias:(demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600)' 'dirs:checkpoint directory:_directories'
 }
 
 _vivit_classify() {
@@ -13,8 +13,9 @@ _vivit_classify() {
         '(--top-k -k)'{--top-k,-k}'[Labels per video]:top-k: ' \
         '(--format -f)'{--format,-f}'[Output format]:format:(table jsonl json csv)' \
         '(--out -o)'{--out,-o}'[Write results to this file instead of stdout (.jsonl, .json, .csv,...]:out:_files' \
-        '--labels[Class names, one per line in index order (replaces the checkpoint'\''s)]:labels:_files' \
+        '--labels[Class names replacing the checkpoint'\''s\: kinetics400, ssv2, a file w...]:labels:_files' \
         '--resume[Continue an interrupted run into the same --out file, skipping fini...]' \
+        '--force[Replace an existing --out file]' \
         '--sampling[uniform\: frames spread over the video; stride\: every --frame-step f...]:sampling:(uniform stride clips keyframes)' \
         '--frames[Frames per clip]:frames: ' \
         '--frame-step[Frame step for --sampling stride]:frame-step: ' \
@@ -23,10 +24,13 @@ _vivit_classify() {
         '--end[Sample up to this time (seconds)]:end: ' \
         '--seed[Seed for randomised sampling (jittered windows)]:seed: ' \
         '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
+        '(--null -0)'{--null,-0}'[Paths on stdin are separated by NUL bytes (find -print0)]' \
+        '--max-pixels[Refuse videos whose frames have more pixels than this (width x heig...]:max-pixels: ' \
         '--workers[Decoding threads (they run ahead of the model)]:workers: ' \
         '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
-        '--dtype[auto, float32, float16 or bfloat16]:dtype:(auto float32 float16 bfloat16)' \
+        '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \
         '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
+        '--backend[torch (the reference), openvino (CPU; needs the openvino extra), or...]:backend:(torch openvino auto)' \
         '(--batch-size -b)'{--batch-size,-b}'[Clips per forward pass (batched across files)]:batch-size: ' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '--debug[Show tracebacks for errors]' \
@@ -37,9 +41,10 @@ _vivit_classify() {
 _vivit_embed() {
     _arguments -s -S \
         '(--model -m)'{--model,-m}'[Hub id, alias (see `vivit models`) or local directory]:model:_vivit_model_names' \
-        '(--out -o)'{--out,-o}'[Embeddings file\: .npy (float32 (N, D)), .npz, .safetensors, or .jso...]:out:_files' \
+        '(--out -o)'{--out,-o}'[Embeddings file\: .npy (float32 (N, D)), .npz, .safetensors, .parque...]:out:_files' \
         '--pool[default\: the vector the classifier reads (ViViT\: final CLS token; V...]:pool:(default mean cls)' \
         '--resume[Continue an interrupted run into the same --out file, skipping fini...]' \
+        '--force[Replace an existing --out file]' \
         '--sampling[uniform\: frames spread over the video; stride\: every --frame-step f...]:sampling:(uniform stride clips keyframes)' \
         '--frames[Frames per clip]:frames: ' \
         '--frame-step[Frame step for --sampling stride]:frame-step: ' \
@@ -48,10 +53,13 @@ _vivit_embed() {
         '--end[Sample up to this time (seconds)]:end: ' \
         '--seed[Seed for randomised sampling (jittered windows)]:seed: ' \
         '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
+        '(--null -0)'{--null,-0}'[Paths on stdin are separated by NUL bytes (find -print0)]' \
+        '--max-pixels[Refuse videos whose frames have more pixels than this (width x heig...]:max-pixels: ' \
         '--workers[Decoding threads (they run ahead of the model)]:workers: ' \
         '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
-        '--dtype[auto, float32, float16 or bfloat16]:dtype:(auto float32 float16 bfloat16)' \
+        '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \
         '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
+        '--backend[torch (the reference), openvino (CPU; needs the openvino extra), or...]:backend:(torch openvino auto)' \
         '(--batch-size -b)'{--batch-size,-b}'[Clips per forward pass (batched across files)]:batch-size: ' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '--debug[Show tracebacks for errors]' \
@@ -89,7 +97,8 @@ _vivit_benchmark() {
 _vivit_convert() {
     _arguments -s -S \
         '--dtype[float32, float16 or bfloat16]:dtype:(auto float32 float16 bfloat16)' \
-        '--labels[Class names\: kinetics400, ssv2, or a file (one per line, or JSON li...]:labels:_files' \
+        '--labels[Class names\: kinetics400, kinetics600, ssv2, epic-kitchens-100 (nou...]:labels:_files' \
+        '--class-splits[Heads of one multi-head classifier in logit order, e.g]:class-splits: ' \
         '--strip-head[Drop the classifier (or a pre-training decoder)\: embedding-only]' \
         '(--no-verify --verify)'{--no-verify,--verify}'[Run source and result on one synthetic clip; fail if max |Δ| exceed...]' \
         '--tolerance[Allowed max |Δ| relative to max(1, max |reference|)]:tolerance: ' \
@@ -122,6 +131,63 @@ _vivit_sample_clip() {
         '*:file:_files'
 }
 
+_vivit_reconstruct() {
+    _arguments -s -S \
+        '(--out -o)'{--out,-o}'[Picture to write\: .png (a still\: one row per view, one column per f...]:out:_files' \
+        '(--model -m)'{--model,-m}'[A VideoMAE pre-training checkpoint (with its decoder)\: alias, hub i...]:model:_vivit_model_names' \
+        '--mask-ratio[Share of tokens hidden (tube masking\: of each frame'\''s patches)]:mask-ratio: ' \
+        '(--seed -s)'{--seed,-s}'[Seed of the mask]:seed: ' \
+        '--masking[tube\: one spatial mask repeated over time (the paper'\''s); random\: to...]:masking:(tube random)' \
+        '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
+        '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \
+        '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
+        '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
+        '--debug[Show tracebacks for errors]' \
+        '(--help -h)'{--help,-h}'[Show help and exit]' \
+        '*:file:_files'
+}
+
+_vivit_timeline() {
+    _arguments -s -S \
+        '(--model -m)'{--model,-m}'[Hub id, alias (see `vivit models`) or local directory]:model:_vivit_model_names' \
+        '(--window -w)'{--window,-w}'[Window length in seconds]:window: ' \
+        '--stride[Seconds from one window'\''s start to the next]:stride: ' \
+        '--start[Sample from this time on (seconds)]:start: ' \
+        '--end[Sample up to this time (seconds)]:end: ' \
+        '--frames[Frames per clip]:frames: ' \
+        '(--top-k -k)'{--top-k,-k}'[Labels per window]:top-k: ' \
+        '(--format -f)'{--format,-f}'[Format of the per-window records]:format:(table jsonl json csv)' \
+        '(--out -o)'{--out,-o}'[Write the per-window records to this file (.jsonl, .json, .csv, .tx...]:out:_files' \
+        '--labels[Class names (a dataset name or a file) replacing the checkpoint'\''s]:labels:_files' \
+        '--resume[Continue an interrupted run into the same --out file, from each vid...]' \
+        '--force[Replace an existing --out file]' \
+        '--segments[Write labelled segments of all videos to FILE (.json or .csv)]:segments: ' \
+        '--smooth[Average the scores over N consecutive windows before segmenting]:smooth: ' \
+        '--threshold[A window whose best score is below this gets no label]:threshold: ' \
+        '--min-segment[Merge segments shorter than this (seconds) into their neighbours]:min-segment: ' \
+        '--srt[Write SubRip subtitles to FILE ({stem} = the video'\''s name, needed f...]:srt: ' \
+        '--vtt[Write WebVTT subtitles to FILE ({stem} as for --srt)]:vtt: ' \
+        '--subtitles[Subtitle cues from the segments, or one per window]:subtitles:(segments windows)' \
+        '--html[Write a page with the video, its timeline and segments to FILE ({st...]:html: ' \
+        '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
+        '(--null -0)'{--null,-0}'[Paths on stdin are separated by NUL bytes (find -print0)]' \
+        '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
+        '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \
+        '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
+        '--backend[torch (the reference), openvino (CPU; needs the openvino extra), or...]:backend:(torch openvino auto)' \
+        '(--batch-size -b)'{--batch-size,-b}'[Clips per forward pass (batched across files)]:batch-size: ' \
+        '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
+        '--debug[Show tracebacks for errors]' \
+        '(--help -h)'{--help,-h}'[Show help and exit]' \
+        '*:file:_files'
+}
+
+_vivit_probe() {
+    _arguments -s -S \
+        '(--help -h)'{--help,-h}'[Show help and exit]' \
+        ''
+}
+
 _vivit() {
     local curcontext="$curcontext" state line
     typeset -A opt_args
@@ -133,6 +199,9 @@ _vivit() {
         'benchmark:Compare eager and SDPA attention\: time per clip, peak memory and ou...'
         'convert:Convert a checkpoint to the Hugging Face layout (config.json, prepr...'
         'sample-clip:Write a synthetic clip (an object moving left/right/up/down, growin...'
+        'reconstruct:Show what a masked autoencoder makes of a clip\: original | masked i...'
+        'timeline:Labels over time\: slide a window along each video and classify ever...'
+        'probe:Teach a model your own labels from folders of example clips (linear...'
     )
     _arguments -C \
         '--version[Print the version and exit]' \
@@ -149,6 +218,9 @@ _vivit() {
                 benchmark) _vivit_benchmark ;;
                 convert) _vivit_convert ;;
                 sample-clip) _vivit_sample_clip ;;
+                reconstruct) _vivit_reconstruct ;;
+                timeline) _vivit_timeline ;;
+                probe) _vivit_probe ;;
             esac ;;
     esac
 }
