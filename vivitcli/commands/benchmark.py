@@ -26,7 +26,8 @@ def command(
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed steps before them."),
     mode: str = typer.Option("inference", "--mode",
                              help="inference, training (forward + backward + AdamW step), or both: "
-                                  "inference,training."),
+                                  "inference,training. VideoMAE with its decoder: pretraining (90% tube-masked "
+                                  "forward + loss), pretraining-training (+ backward + AdamW step)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table (markdown, the docs' layout), json or csv."),
     video: Optional[List[Path]] = typer.Option(
         None, "--video", show_default=False,
@@ -69,7 +70,7 @@ def command(
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     models = list(model) if model else [source.DEFAULT_MODEL]
     dtypes = _parse_dtypes(dtype)
-    modes = _parse_list(mode, "--mode", ("inference", "training"))
+    modes = _parse_list(mode, "--mode", ("inference", "training", "pretraining", "pretraining-training"))
     sizes = _parse_batch_sizes(batch_sizes)
     videos = list(video or []) + list(more_videos or [])
     if more_videos and not video:

@@ -342,3 +342,36 @@ def resolve(name_or_path):
                                      "reinstall vivitcli")
         return folder, str(name_or_path).strip()
     return hub.resolve_model_path(name_or_path)
+
+
+def build_pretraining(config: dict, *, device="auto", dtype="auto", attn: str = "sdpa", name: str | None = None,
+                      seed: int | None = None) -> VideoMAEForPreTraining:
+    """A pre-training model with random weights for a VideoMAE config.json dict (benchmarks, tests), eval mode.
+
+    Weights as build_model draws them (models.layers.init_weights); the mask token too. seed makes them
+    reproducible without touching the global generator's state for the caller."""
+    from vivitcli.models.base import check_attn
+    from vivitcli.models.build import finalize
+    from vivitcli.models.layers import init_weights
+
+    check_attn(attn)
+    cfg = ModelConfig.from_dict(config, source=name or "config")
+    if cfg.model_type != "videomae":
+        raise UsageError(f"{name or 'config'}: model_type {cfg.model_type!r} has no pre-training decoder")
+    state = torch.random.get_rng_state()
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        with torch.device("meta"):
+            model = VideoMAEForPreTraining(cfg, attn=attn, source=name or "config")
+        model.to_empty(device="cpu")
+        init_weights(model)
+        with torch.no_grad():
+            model.mask_token.normal_(0.0, 0.02).clamp_(-0.04, 0.04)
+        model.pos_embed = sinusoid_table(cfg.num_patches, cfg.hidden_size)
+        model.decoder_pos_embed = sinusoid_table(cfg.num_patches, model.decoder_cfg.hidden_size)
+    finally:
+        if seed is not None:
+            torch.random.set_rng_state(state)
+    return finalize(model, name=name or config.get("_name_or_path") or "videomae-pretraining", device=device,
+                    dtype=dtype)
