@@ -21,7 +21,7 @@ import torch
 
 from vivitcli.errors import CheckpointError
 from vivitcli.models.config import ModelConfig
-from vivitcli.models.files import _short, safetensors_shapes, weight_files
+from vivitcli.models.files import _short, checkpoint_file, read_json, safetensors_shapes, weight_files
 
 PREFIXES = {"vivit": "vivit.", "videomae": "videomae."}
 
@@ -68,6 +68,29 @@ _QKV_NAMES = ("query", "key", "value")
 
 # ---- files ------------------------------------------------------------------------------------------------
 ZIP_MAGIC = b"PK\x03\x04"
+
+
+def open_checkpoint(directory) -> tuple[ModelConfig, dict | None, list[Path]]:
+    """(validated config, validated preprocessor_config.json dict or None, weight files) of a checkpoint folder.
+
+    The common first step of every loader of an untrusted folder: only JSON is read; config.json and
+    preprocessor_config.json are validated (config.ModelConfig.from_dict, validate_preprocessor_config), and
+    every file is inside the folder (files.checkpoint_file). Next: check_fit on the weights' shapes
+    (weight_shapes gives them for safetensors without reading tensors), then load_weights.
+    """
+    from vivitcli.models.config import validate_preprocessor_config
+
+    directory = Path(directory)
+    config_path = checkpoint_file(directory, "config.json", required=False)
+    if config_path is None:
+        raise CheckpointError(f"{directory}: no config.json (not a Hugging Face checkpoint directory)")
+    cfg = ModelConfig.from_dict(read_json(config_path, what="config.json"), source=str(config_path))
+    pre_path = checkpoint_file(directory, "preprocessor_config.json", required=False)
+    pre = None
+    if pre_path is not None:
+        pre = validate_preprocessor_config(read_json(pre_path, what="preprocessor_config.json"), str(pre_path),
+                                           model=cfg)
+    return cfg, pre, weight_files(directory)
 
 
 def read_state_dict(directory) -> dict[str, torch.Tensor]:

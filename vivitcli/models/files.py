@@ -11,6 +11,7 @@ folder is refused. One exception keeps the Hugging Face cache working: in a snap
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -68,8 +69,8 @@ def checkpoint_file(directory, name: str, *, listed_in=None, required: bool = Tr
     try:
         real = path.resolve(strict=True)
     except (OSError, RuntimeError) as exc:       # dangling link, symlink loop (RuntimeError before 3.13)
-        kind = "symlink loop" if "loop" in str(exc).lower() or isinstance(exc, RuntimeError) else "broken link"
-        raise CheckpointError(f"{path}: {kind} ({_short(exc)})") from None
+        loop = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+        raise CheckpointError(f"{path}: {'symlink loop' if loop else 'broken link'} ({_short(exc)})") from None
     if not any(real == root or root in real.parents for root in _allowed_roots(directory)):
         raise CheckpointError(
             f"{path}: is a link to {real}, outside the model folder {directory}",

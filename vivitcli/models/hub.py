@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 from vivitcli.errors import CheckpointError, ModelNotFoundError
-from vivitcli.models.files import PYTORCH, PYTORCH_INDEX, SAFETENSORS, SAFETENSORS_INDEX, checkpoint_file, read_json, \
-    read_index, weight_files
+from vivitcli.models.files import PYTORCH, PYTORCH_INDEX, SAFETENSORS, SAFETENSORS_INDEX, read_index, read_json, \
+    weight_files
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 DEMO_DIR = PACKAGE_DIR / "demo" / "model"
@@ -56,23 +56,14 @@ def load_from_dir(path, *, name: str | None = None, device="auto", dtype="auto",
     tensors read and the model built; every file is read from inside the folder (files.checkpoint_file).
     """
     from vivitcli.models.build import finalize
-    from vivitcli.models.checkpoint import check_fit, load_weights, model_from_state_dict, weight_shapes
-    from vivitcli.models.config import ModelConfig, validate_preprocessor_config
+    from vivitcli.models.checkpoint import check_fit, load_weights, model_from_state_dict, open_checkpoint, \
+        weight_shapes
 
     path = Path(path)
     if (path / "probe.json").is_file():  # a linear probe on a referenced backbone: `vivit probe train`
-        from vivitcli.probe.model import load_probe
+        from vivitcli.linear_probe.model import load_probe
         return load_probe(path, name=name, device=device, dtype=dtype, attn=attn)
-    config_path = checkpoint_file(path, "config.json", required=False)
-    if config_path is None:
-        raise CheckpointError(f"{path}: no config.json (not a Hugging Face checkpoint directory)")
-    cfg = ModelConfig.from_dict(read_json(config_path, what="config.json"), source=str(config_path))
-    pre_path = checkpoint_file(path, "preprocessor_config.json", required=False)
-    pre = None
-    if pre_path is not None:
-        pre = validate_preprocessor_config(read_json(pre_path, what="preprocessor_config.json"), str(pre_path),
-                                           model=cfg)
-    files = weight_files(path)
+    cfg, pre, files = open_checkpoint(path)
     shapes = weight_shapes(files)
     if shapes is not None:
         check_fit(cfg, shapes, source=str(path))          # before any tensor is read
