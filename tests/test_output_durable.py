@@ -19,7 +19,6 @@ import pytest
 
 from vivitcli import output
 from vivitcli.errors import UsageError
-from vivitcli.output import durable
 
 
 def rec(path, error=None):
@@ -354,3 +353,22 @@ def test_real_full_and_read_only_file_systems(tmp_path):
     assert "no space left on device" in errs[0] and "no space left on device" in errs[1]
     assert "INTACT" in lines
     assert "read-only file system" in errs[2]
+
+
+def test_cli_refuses_before_any_work(tmp_path):
+    """The command line calls check_output before loading a model: each refusal is one stderr line, exit 2."""
+    video = tmp_path / "g.mp4"
+    video.write_bytes(b"not really a video")
+    existing = tmp_path / "labels.jsonl"
+    existing.write_text("keep\n")
+    cases = [(["-f", "jsonl", "-o", str(video), "--force"], "would overwrite the input"),
+             (["-o", str(existing)], "exists; pass --force"),
+             (["-o", str(tmp_path / "labels.bin")], "unknown file type .bin"),
+             (["-f", "jsonl", "-o", "/dev/null", "--force"], "device")]
+    for args, message in cases:
+        res = subprocess.run([sys.executable, "-m", "vivitcli", "classify", "-m", "demo", str(video), *args],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.count("\n") == 1 and message in res.stderr and res.stdout == ""
+    assert video.read_bytes() == b"not really a video" and existing.read_text() == "keep\n"
+    assert sorted(os.listdir(tmp_path)) == ["g.mp4", "labels.jsonl"]

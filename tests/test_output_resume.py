@@ -181,7 +181,8 @@ def test_resume_into_another_tasks_output_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("damage,match", [
-    ("journal", r"f.npy.partial: line 1 is not a vivit record \(corrupt"), ("journal-middle", "line 2 is not a vivit record"),
+    ("journal", r"f.npy.partial: line 1 is not a vivit record \(corrupt"), ("journal-header", "corrupt journal"),
+    ("journal-middle", "line 2 is not a vivit record"),
     ("sidecar", "corrupt sidecar"), ("foreign-sidecar", "not a vivit sidecar"), ("no-sidecar", "no sidecar"),
     ("rows", "rows but the sidecar lists"), ("array", "cannot read the embeddings"),
 ])
@@ -192,7 +193,12 @@ def test_corrupt_state_is_one_line_and_changes_nothing(tmp_path, damage, match):
     if damage.startswith("journal"):
         s.target.release()  # as if killed
         text = open(output.journal_path(out)).read().splitlines(True)
-        text = ["garbage\n"] + text[1:] if damage == "journal" else text[:1] + ["{oops\n"] + text[1:]
+        if damage == "journal":
+            text = ["garbage\n"] + text[1:]
+        elif damage == "journal-header":
+            text = text[1:]  # valid records, but no header saying which run they belong to
+        else:
+            text = text[:1] + ["{oops\n"] + text[1:]
         open(output.journal_path(out), "w").write("".join(text))
     else:
         s.close()

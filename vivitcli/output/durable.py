@@ -189,7 +189,8 @@ class OutputLock:
             self.fd = None
 
     def __del__(self):  # a lock must not outlive an abandoned run object
-        self.release()
+        with contextlib.suppress(Exception):
+            self.release()
 
 
 def _read_pid(fd: int) -> str:

@@ -28,7 +28,7 @@ from vivitcli.errors import UsageError
 from vivitcli.output import arrays
 from vivitcli.output.durable import (OutputError, OutputLock, atomic_write, check_path, file_mode, journal_path,
                                      lock_path, os_error, sidecar_path, signals_deferred, write_all)
-from vivitcli.output.formats import (ARRAY_FORMATS, CSV_COLUMNS, JsonFormat, csv_text, dumps, text_format)
+from vivitcli.output.formats import ARRAY_FORMATS, CSV_COLUMNS, JsonFormat, csv_text, text_format
 from vivitcli.output.records import KINDS, jsonable, record_kind
 from vivitcli.output.resume import JOURNAL_FORMAT, Previous, compare_settings, norm, read_previous
 
