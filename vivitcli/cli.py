@@ -18,7 +18,7 @@ import traceback
 import typer
 
 from vivitcli import __version__
-from vivitcli.commands import benchmark, classify, convert, embed, models, reconstruct, sample_clip, timeline
+from vivitcli.commands import benchmark, classify, convert, embed, models, probe, reconstruct, sample_clip, timeline
 from vivitcli.errors import VivitError
 
 app = typer.Typer(
@@ -121,6 +121,7 @@ def _reflow(doc: str | None) -> str | None:
 for _module in (classify, embed, models, benchmark, convert, sample_clip, reconstruct, timeline):
     _name = _module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     app.command(_name, help=_reflow(_module.command.__doc__))(guarded(_module.command))
+app.add_typer(probe.make_app(guarded, _reflow), name="probe")  # `vivit probe train|eval`
 
 
 def _type_word(param) -> str | None:
