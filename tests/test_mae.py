@@ -206,3 +206,23 @@ def test_perfect_prediction_reconstructs_the_input_frames(tmp_path, norm_pix_los
     assert np.abs(views["reconstruction"][0][block].astype(int) - frames[block].astype(int)).max() <= 1
     assert (views["masked"][0][block] == views["masked"][0][block].flat[0]).all()   # hidden: flat grey
     assert float(loss) > 0.01                                # the random model itself is not perfect
+
+
+# ---- benchmark --mode pretraining --------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["pretraining", "pretraining-training"])
+def test_benchmark_pretraining_modes_time_the_masked_model_and_agree_across_attention(mode):
+    from tests.checkpoints import VIDEOMAE_TINY
+    from vivitcli.benchmark.measure import measure
+    from vivitcli.benchmark.spec import Config
+
+    config = {**VIDEOMAE_TINY, "model_type": "videomae", "norm_pix_loss": True}
+    out = {}
+    for attn in ("eager", "sdpa"):
+        m = measure(Config(model="tiny-mae", mode=mode, attn=attn, batch_size=2, steps=2, warmup=1,
+                           model_config=config))
+        assert m.ok, m.error
+        assert len(m.step_ms) == 2
+        out[attn] = torch.tensor(m.output)
+    hidden = masked_count(0.9, (2, 4, 4))
+    assert out["eager"].shape == (2, hidden, 3 * 2 * 8 * 8)
+    torch.testing.assert_close(out["eager"], out["sdpa"], atol=1e-5, rtol=0)
