@@ -372,3 +372,29 @@ def test_cli_refuses_before_any_work(tmp_path):
         assert res.stderr.count("\n") == 1 and message in res.stderr and res.stdout == ""
     assert video.read_bytes() == b"not really a video" and existing.read_text() == "keep\n"
     assert sorted(os.listdir(tmp_path)) == ["g.mp4", "labels.jsonl"]
+
+
+def test_group_cut_short_by_a_full_disk_is_removed_whole(tmp_path, monkeypatch):
+    out = tmp_path / "t.csv"
+    sink = output.open_sink("csv", str(out), kind="window", settings={}, order=["v1", "v2"])
+    win = [output.make_record("window", path=p, window=i, start=float(i), end=i + 1.0,
+                              labels=[{"label": "run", "score": 0.5, "index": 1}]) for p in ("v1", "v2")
+           for i in range(3)]
+    sink.write_group(win[:3])
+    before = out.read_bytes()
+    real_write = os.write
+
+    def short_then_full(fd, data):  # the kernel wrote part of the group, then the disk filled up
+        if len(data) > 40:
+            return real_write(fd, bytes(data[:40]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    with pytest.raises(output.OutputError, match="no space left"):
+        sink.write_group(win[3:])
+    monkeypatch.setattr(os, "write", real_write)
+    assert out.read_bytes() == before
+    sink.close(complete=False)
+    resumed = output.check_output(str(out), kind="window", fmt="csv", resume=True)
+    assert resumed.previous.done == {"v1"}
+    resumed.release()

@@ -215,9 +215,14 @@ class _FileSink(Sink):
             os.close(fd)
 
     def _append(self, data: bytes, what: str) -> None:
+        """Append one record or group whole; a write that fails part-way (disk full) is cut back off, so the
+        file never ends in part of a group whose first records a resume would count as done."""
+        pos = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             write_all(self._fd, data)
         except OSError as err:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, pos)
             raise os_error(what, err) from None
 
 
