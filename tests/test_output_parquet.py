@@ -128,3 +128,11 @@ def test_parquet_resume_after_kill_9(tmp_path):
     assert again.done == {"a", "b", "c", "d"}
     again.close()
     assert pq.read_table(out).column("path").to_pylist() == ["a", "b", "c", "d"]
+
+
+def test_windowed_embed_rows_with_a_failed_file(tmp_path):
+    recs = [output.make_record("embed", path="bad", error="broken"),
+            output.make_record("embed", path="v", window=0, start=0.0, end=2.0, dim=2, embedding=np.float32([1, 2]))]
+    table = records_table(recs, kind="embed", dim=2)
+    assert table.schema.names[:4] == ["path", "window", "start", "end"]
+    assert table.column("window").to_pylist() == [None, 0] and table.column("embedding").to_pylist()[0] is None

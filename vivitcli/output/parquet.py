@@ -78,7 +78,8 @@ def _embedding_column(pa, records: list[dict], dim: int):
 def records_table(records: list[dict], *, kind: str, dim: int | None = None):
     """A pyarrow Table with one row per record dict, in the schema above. `dim` is required for embed."""
     pa, _ = require_pyarrow()
-    keys = list(records[0]) if records else list(record_keys(kind))
+    # The fullest record names the columns (a failed record may lack keys a windowed embed adds).
+    keys = max((list(r) for r in records), key=len) if records else list(record_keys(kind))
     if kind == "embed" and dim is None:
         raise ValueError("records_table(kind='embed') needs dim")
     columns, fields = [], []
