@@ -35,9 +35,13 @@ _vivit() {
                 --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
                 --backend) COMPREPLY=($(compgen -W "torch openvino auto" -- "$cur")); return ;;
                 --batch-size|-b) return ;;
+                --ray) return ;;
+                --concurrency) return ;;
+                --decoders) return ;;
+                --gpus-per-worker) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --top-k -k --format -f --out -o --labels --resume --force --sampling --frames --frame-step --clips --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --top-k -k --format -f --out -o --labels --resume --force --sampling --frames --frame-step --clips --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         embed)
@@ -60,9 +64,13 @@ _vivit() {
                 --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
                 --backend) COMPREPLY=($(compgen -W "torch openvino auto" -- "$cur")); return ;;
                 --batch-size|-b) return ;;
+                --ray) return ;;
+                --concurrency) return ;;
+                --decoders) return ;;
+                --gpus-per-worker) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --force --sampling --frames --frame-step --clips --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --force --sampling --frames --frame-step --clips --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         models)

@@ -32,6 +32,10 @@ _vivit_classify() {
         '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
         '--backend[torch (the reference), openvino (CPU; needs the openvino extra), or...]:backend:(torch openvino auto)' \
         '(--batch-size -b)'{--batch-size,-b}'[Clips per forward pass (batched across files)]:batch-size: ' \
+        '--ray[Run on Ray\: local (a private instance on this machine), auto (the r...]:ray: ' \
+        '--concurrency[Model actors (each loads the model once)]:concurrency: ' \
+        '--decoders[Decoding tasks running at once (CPU)]:decoders: ' \
+        '--gpus-per-worker[GPUs each model actor holds (0\: CPU actors)]:gpus-per-worker: ' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '--debug[Show tracebacks for errors]' \
         '(--help -h)'{--help,-h}'[Show help and exit]' \
@@ -61,6 +65,10 @@ _vivit_embed() {
         '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
         '--backend[torch (the reference), openvino (CPU; needs the openvino extra), or...]:backend:(torch openvino auto)' \
         '(--batch-size -b)'{--batch-size,-b}'[Clips per forward pass (batched across files)]:batch-size: ' \
+        '--ray[Run on Ray\: local (a private instance on this machine), auto (the r...]:ray: ' \
+        '--concurrency[Model actors (each loads the model once)]:concurrency: ' \
+        '--decoders[Decoding tasks running at once (CPU)]:decoders: ' \
+        '--gpus-per-worker[GPUs each model actor holds (0\: CPU actors)]:gpus-per-worker: ' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '--debug[Show tracebacks for errors]' \
         '(--help -h)'{--help,-h}'[Show help and exit]' \

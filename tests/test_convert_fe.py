@@ -206,3 +206,34 @@ def test_stale_staging_is_cleaned_and_umask_honoured(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == \
         {"config.json": 0o640, "model.safetensors": 0o640, "preprocessor_config.json": 0o640}
+
+
+def test_placeholder_multi_head_gets_shipped_lists_per_head(tmp_path):
+    params = scenic_fe_params(classes=397, dim=16, spatial=(1, 2, 32), temporal=(1, 2, 32))
+    dst = tmp_path / "epic"
+    res = run(write_checkpoint(tmp_path, params), dst, "--image-size", "32", "--no-verify",
+              "--class-splits", "noun:300,verb:97", "--labels", tmp_path / "names.txt")
+    assert res.exit_code == 2  # no such file: nothing written
+    config_res = run(write_checkpoint(tmp_path, params), dst, "--image-size", "32", "--no-verify")
+    assert config_res.exit_code == 0, config_res.output
+    config = json.loads((dst / "config.json").read_text())
+    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(397)}     # as a hand-made config might say
+    config.pop("label2id")
+    (dst / "config.json").write_text(json.dumps(config))
+    import vivitcli
+
+    model = vivitcli.load_model(str(dst), device="cpu")
+    assert model.label_source == "placeholder"
+    assert model.head_labels["noun"][:2] == ["tap", "spoon"] and model.head_labels["verb"][-1] == "unfreeze"
+
+
+def test_shipped_label_lists():
+    from vivitcli.labels import dataset_labels, read_labels
+
+    k600 = dataset_labels("kinetics600")
+    assert len(k600) == 600 == len(set(k600)) and list(k600) == sorted(k600)
+    # Kinetics-600 extends Kinetics-400; 32 K400 names were respelled or split (e.g. "dying hair").
+    assert len(set(dataset_labels("kinetics400")) & set(k600)) == 368 and "dyeing hair" in k600
+    verbs, nouns = dataset_labels("epic-kitchens-100-verb"), dataset_labels("epic-kitchens-100-noun")
+    assert (len(verbs), len(nouns)) == (97, 300) and (verbs[0], nouns[0]) == ("take", "tap")
+    assert read_labels("k600", 600)[1] == "kinetics600"

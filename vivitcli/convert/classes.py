@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from vivitcli.convert.options import ConvertOptions, parse_class_splits
 from vivitcli.errors import CheckpointError, UsageError
+from vivitcli.models.vivit_fe import EPIC_SPLITS, HEAD_DATASETS
 
 HEAD_KEYS = ("classifier.",)
 EPIC_KITCHENS = "epic-kitchens-100"
 EPIC_NAMES = (EPIC_KITCHENS, "epic-kitchens", "ek100")
-# Scenic's EPIC-KITCHENS config: class_splits [300, 97], split_names ['noun', 'verb'] (nouns first in the logits).
-EPIC_SPLITS = [("noun", 300), ("verb", 97)]
 
 
 def num_labels(state: dict) -> int:
@@ -49,8 +48,8 @@ def _epic_names(splits) -> list[str]:
         raise UsageError(f"--labels {EPIC_KITCHENS}: needs the heads noun:300 and verb:97, not "
                          f"{','.join(f'{n}:{s}' for n, s in splits)}")
     names = []
-    for head, _ in splits:
-        names += dataset_labels(f"{EPIC_KITCHENS}-{head}")
+    for split in splits:
+        names += dataset_labels(HEAD_DATASETS[split])
     return names
 
 

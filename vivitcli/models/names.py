@@ -51,6 +51,19 @@ MODELS: tuple[ModelName, ...] = (
               note="ViViT-B/16x2 architecture (32x224x224), random weights: no download"),
     ModelName("videomae", "random", ("random-videomae-b",),
               note="VideoMAE-B architecture (16x224x224), random weights: no download"),
+    # The Scenic releases with no hub port (fe: vivitcli/convert; README "All five official ViViT checkpoints").
+    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/kinetics_400/vivit_base_16x2_fe/checkpoint", "convert", ("vivit-b-fe-k400",),
+              note="ViViT-B/16x2 factorised encoder, Kinetics-400 (78.4%); convert from Scenic: download the checkpoint URL, then "
+                   "vivit convert checkpoint ~/models/vivit-b-fe-k400 --labels kinetics400"),
+    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/kinetics_400/vivit_large_16x2_fe/checkpoint", "convert", ("vivit-l-fe-k400",),
+              note="ViViT-L/16x2 factorised encoder, Kinetics-400 (80.3%); convert from Scenic: download the checkpoint URL, then "
+                   "vivit convert checkpoint ~/models/vivit-l-fe-k400 --labels kinetics400"),
+    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/kinetics_600/vivit_large_16x2_fe/checkpoint", "convert", ("vivit-l-fe-k600",),
+              note="ViViT-L/16x2 factorised encoder, Kinetics-600 (81.6%); convert from Scenic: download the checkpoint URL, then "
+                   "vivit convert checkpoint ~/models/vivit-l-fe-k600 --labels kinetics600"),
+    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/epic_kitchens/vivit_large_16x2_fe/checkpoint", "convert", ("vivit-l-fe-epic-kitchens",),
+              note="ViViT-L/16x2 factorised encoder, EPIC-KITCHENS-100 noun + verb heads; convert from Scenic: download the checkpoint URL, then "
+                   "vivit convert checkpoint ~/models/vivit-l-fe-epic-kitchens --labels epic-kitchens-100"),
 )
 
 

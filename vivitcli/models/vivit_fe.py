@@ -32,6 +32,11 @@ from vivitcli.models.layers import Block, TubeletEmbed, interpolate_pos_table
 MODEL_TYPE = "vivit_fe"
 PREFIX = "vivit_fe."
 CLASSIFIERS = ("token", "gap")
+# Shipped class lists of known heads (vivitcli/labels/*.txt): a multi-head checkpoint with placeholder names gets
+# them, as a 400-class one gets Kinetics-400's. Scenic's EPIC-KITCHENS-100 config: class_splits [300, 97],
+# split_names ['noun', 'verb'].
+HEAD_DATASETS = {("noun", 300): "epic-kitchens-100-noun", ("verb", 97): "epic-kitchens-100-verb"}
+EPIC_SPLITS = [("noun", 300), ("verb", 97)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +116,15 @@ class ViViTFE(VideoModel):
         """{head: [names...]} in class_splits order, or None for a single-head model."""
         if not self.class_splits:
             return None
+        from vivitcli.labels import dataset_labels
+
         out, start = {}, 0
         for name, size in self.class_splits:
-            out[name] = list(self.labels[start:start + size])
+            names = list(self.labels[start:start + size])
+            shipped = HEAD_DATASETS.get((name, size))
+            if shipped and all(n == f"LABEL_{i}" for i, n in enumerate(names, start)):
+                names = list(dataset_labels(shipped))
+            out[name] = names
             start += size
         return out
 
