@@ -108,20 +108,26 @@ def test_epic_kitchens_multi_head(tmp_path):
     assert config["label2id"]["noun:water"] < 300 <= config["label2id"]["verb:water"]
 
     import vivitcli
-    from vivitcli.models.vivit_fe import head_probabilities
+    from tests.videos import write_video
 
     model = vivitcli.load_model(str(dst), device="cpu", dtype="float32")
     assert model.class_splits == [("noun", 300), ("verb", 97)]
     heads = model.head_labels
     assert list(heads) == ["noun", "verb"] and len(heads["noun"]) == 300 and heads["verb"][:3] == \
         ["take", "put", "wash"]
-    logits = model(pixels())
-    probs = head_probabilities(logits, model.class_splits)
-    assert list(probs) == ["noun", "verb"]
-    for name, size, start in (("noun", 300, 0), ("verb", 97, 300)):
-        assert probs[name].shape == (2, size)
-        torch.testing.assert_close(probs[name].sum(-1), torch.ones(2))
-        torch.testing.assert_close(probs[name], logits[:, start:start + size].softmax(-1))
+    # Through the library's classify: one softmax per head, actions scored p(verb) * p(noun).
+    video = write_video(tmp_path / "clip.mp4", num_frames=8, width=40, height=32)
+    [rec] = list(vivitcli.classify([video], model=model, top_k=3))
+    assert rec.error is None and set(rec.heads) == {"noun", "verb"}
+    logits = model(model.read_clip(str(video))[None])[0].double()
+    for name, start, size in (("noun", 0, 300), ("verb", 300, 97)):
+        probs = logits[start:start + size].softmax(-1)
+        best = rec.heads[name][0]
+        assert best.label == heads[name][best.index]
+        assert best.score == pytest.approx(float(probs.max()), rel=1e-4)
+    top = rec.labels[0]
+    assert top.label == f"{rec.heads['verb'][0].label} {rec.heads['noun'][0].label}"
+    assert top.score == pytest.approx(rec.heads["verb"][0].score * rec.heads["noun"][0].score, rel=1e-6)
 
 
 def test_class_splits_flag_and_its_errors(tmp_path):

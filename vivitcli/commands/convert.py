@@ -64,10 +64,10 @@ def command(
     """
     from vivitcli.convert import ConvertOptions, convert_checkpoint
 
-    opts = ConvertOptions(dtype=dtype, labels=labels, class_splits=class_splits, strip_head=strip_head, verify=verify, force=force,
-                          num_frames=num_frames, image_size=image_size, head_dim=head_dim, num_heads=num_heads,
-                          decoder_num_heads=decoder_num_heads, preprocess=preprocess, tolerance=tolerance,
-                          device=device)
+    opts = ConvertOptions(dtype=dtype, labels=labels, class_splits=class_splits, strip_head=strip_head,
+                          verify=verify, force=force, num_frames=num_frames, image_size=image_size,
+                          head_dim=head_dim, num_heads=num_heads, decoder_num_heads=decoder_num_heads,
+                          preprocess=preprocess, tolerance=tolerance, device=device)
     result = convert_checkpoint(src, dst, opts)
     if not quiet:
         for note in result.notes:

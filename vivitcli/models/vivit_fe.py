@@ -303,14 +303,3 @@ def from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "checkpoint"
     model.load_report = {"ignored_keys": [], "warnings": []}
     return model
 
-
-def head_probabilities(logits: torch.Tensor, class_splits) -> dict:
-    """{head: softmax over that head's slice of the logits} for a multi-head model (class_splits in logit
-    order, e.g. model.class_splits); what classify's per-head top-k lists read. (B, K) → {head: (B, size)}."""
-    out, start = {}, 0
-    for name, size in class_splits:
-        out[name] = logits[..., start:start + size].float().softmax(dim=-1)
-        start += size
-    if start != logits.shape[-1]:
-        raise UsageError(f"class splits cover {start} classes, the logits have {logits.shape[-1]}")
-    return out
