@@ -9,7 +9,9 @@ decoder returned.
     path = write_video(tmp_path / "a.mp4", num_frames=40, codec="libx264", gop=250, bframes=3)
     assert [decode_index(f) for f in vivitcli.read_frames(path, [3, 0, 39])] == [3, 0, 39]
 
-Broken inputs: ``write_empty``, ``write_truncated``, ``write_not_video``, ``write_audio_only``.
+Broken inputs: ``write_empty``, ``write_truncated``, ``write_not_video``, ``write_audio_only``,
+``write_audio_with_cover``, ``write_png`` (a still picture under a video name), ``write_cut`` (a capture
+that starts mid-GOP); ``write_with_ffmpeg`` encodes with the ffmpeg command line.
 """
 
 from __future__ import annotations
@@ -221,6 +223,52 @@ def write_cut(src, dst, fraction: float = 0.3) -> Path:
     dst = Path(dst)
     dst.write_bytes(data[start:])
     return dst
+
+
+def write_png(path, image: np.ndarray | None = None, width: int = 0, height: int = 0) -> Path:
+    """A PNG file (under any name, e.g. photo.mp4): `image` (uint8 RGB), or, without one, a grey image whose
+    header claims width×height but whose data holds one row: cheap to write at any claimed size, and a
+    decoder allocates the whole picture before finding the data short."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    if image is not None:
+        height, width = image.shape[:2]
+        rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, -1)], axis=1)
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+        data = zlib.compress(rows.tobytes())
+    else:
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+        data = zlib.compress(bytes(width + 1))
+    path = Path(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def write_audio_with_cover(path, cover_index: int = 5) -> Path:
+    """An MP3 with cover art: an index-coded MJPEG picture in a video stream flagged attached_pic."""
+    path = Path(path)
+    with av.open(str(path), "w", format="mp3") as out:
+        astream = out.add_stream("libmp3lame", rate=48000)
+        astream.layout = "mono"
+        vstream = out.add_stream("mjpeg", rate=1)
+        vstream.width, vstream.height, vstream.pix_fmt = 64, 48, "yuvj420p"
+        vstream.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(index_frame(cover_index, 64, 48), format="rgb24")
+        picture = picture.reformat(format="yuvj420p")
+        picture.pts = 0
+        out.mux(vstream.encode(picture))
+        out.mux(vstream.encode(None))
+        t = np.arange(48000) / 48000.0
+        frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                           format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        out.mux(astream.encode(frame))
+        out.mux(astream.encode(None))
+    return path
 
 
 def write_empty(path) -> Path:

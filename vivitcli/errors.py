@@ -38,7 +38,7 @@ class VideoError(VivitError):
     """A video that cannot be opened, probed or decoded. Always names the file."""
 
     def __init__(self, path, message: str, hint: str | None = None):
-        super().__init__(f"{path}: {message}", hint)
+        super().__init__(f"{printable(path)}: {message}", hint)  # a name may hold newlines or ESC
         self.path = str(path)
         self.reason = message
 

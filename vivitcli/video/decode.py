@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from vivitcli.errors import VideoError
-from vivitcli.video.container import open_video, video_error
+from vivitcli.video.container import MAX_PIXELS, open_video, video_error
 from vivitcli.video.scan import FrameTable, frame_table
 
 # Codecs where skip_frame="NONREF" drops only unreferenced frames (checked by tests/test_video_decode.py).
@@ -281,11 +281,13 @@ def _read_sequential(path, container, stream, plan: _Plan):
 
 def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb, *,
                      keyframes_only: bool = False, table: FrameTable | None = None,
-                     sink: Callable | None = None) -> dict:
+                     sink: Callable | None = None, max_pixels: int | None = MAX_PIXELS,
+                     allow_images: bool = False) -> dict:
     """{position: convert(frame)} for each distinct position; raise VideoError naming the file.
 
     With `sink`, each converted frame is handed to sink(position, value) (possibly from a worker thread)
-    and not kept.
+    and not kept. max_pixels, allow_images: see `open_video`. Running out of memory while decoding one
+    file is that file's VideoError.
     """
     # sorted(set()) rather than np.unique, whose first call imports numpy.ma (0.4 s here).
     targets = np.asarray(sorted({int(p) for p in np.asarray(list(positions), dtype=np.int64).reshape(-1)}),
@@ -293,9 +295,11 @@ def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb,
     _STATS.value = {"seeks": 0, "overshoots": 0, "frames": 0, "sequential": False}
     if not len(targets):
         return {}
-    with open_video(path) as (container, stream):
+    open_kw = dict(max_pixels=max_pixels, allow_images=allow_images)
+    out_of_memory = None
+    with open_video(path, **open_kw) as (container, stream):
         if table is None:
-            table = frame_table(path)
+            table = frame_table(path, **open_kw)
         n = table.num_frames
         if n == 0:
             raise VideoError(path, "no decodable video frames")
@@ -312,29 +316,39 @@ def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb,
                     plan.results()  # let conversions in flight finish before starting over
                     plan.done.clear()
                     plan.pending.clear()
-                    with open_video(path) as (container2, stream2):
+                    with open_video(path, **open_kw) as (container2, stream2):
                         _read_sequential(path, container2, stream2, plan)
             else:
                 _read_sequential(path, container, stream, plan)
             return plan.results()
         except VideoError:
             raise
+        except MemoryError:  # also FFmpeg's ENOMEM (av.error.MemoryError)
+            # Raised outside this block, so the frames its traceback holds are freed first.
+            out_of_memory = f"{stream.codec_context.width}x{stream.codec_context.height}"
         except (av.FFmpegError, OSError, EOFError) as exc:
             raise video_error(path, exc) from exc
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+    if out_of_memory:
+        plan = None  # the frames decoded so far go before the error travels up
+        raise VideoError(path, f"out of memory decoding its {out_of_memory} frames",
+                         hint="free memory, or read fewer frames at a time")
 
 
-def read_frames(path, indices, *, return_timestamps: bool = False, keyframes_only: bool = False):
+def read_frames(path, indices, *, return_timestamps: bool = False, keyframes_only: bool = False,
+                max_pixels: int | None = MAX_PIXELS, allow_images: bool = False):
     """uint8 (len(indices), H, W, 3) RGB frames at the given positions, in the order given (repeats allowed).
 
     With return_timestamps=True, also float64 (len(indices),) seconds from the first frame.
     keyframes_only=True decodes only keyframes: every index must then be a keyframe's position
-    (see `keyframe_positions`).
+    (see `keyframe_positions`). max_pixels: frames above this many pixels are refused before decoding
+    (default MAX_PIXELS = 8192×8192; None: no budget). allow_images: read a still picture as one frame.
     """
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    table = frame_table(path) if return_timestamps or keyframes_only else None
+    open_kw = dict(max_pixels=max_pixels, allow_images=allow_images)
+    table = frame_table(path, **open_kw) if return_timestamps or keyframes_only else None
     if keyframes_only:
         keys = set(table.key_positions.tolist())
         bad = [int(i) for i in idx if int(i) not in keys]
@@ -358,7 +372,7 @@ def read_frames(path, indices, *, return_timestamps: bool = False, keyframes_onl
         for slot in slots[pos]:
             out[slot] = frame
 
-    decode_positions(path, idx, to_rgb, keyframes_only=keyframes_only, table=table, sink=sink)
+    decode_positions(path, idx, to_rgb, keyframes_only=keyframes_only, table=table, sink=sink, **open_kw)
     out = holder.get("out", np.zeros((0, 0, 0, 3), dtype=np.uint8))
     if return_timestamps:
         table = table or frame_table(path)

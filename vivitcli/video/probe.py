@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from vivitcli.errors import VideoError
-from vivitcli.video.container import open_video, video_error
+from vivitcli.video.container import MAX_PIXELS, open_video, video_error
 from vivitcli.video.scan import frame_table
 
 # Containers whose sample tables count every frame exactly (absent an edit list, checked below).
@@ -55,9 +55,13 @@ def _container_count(container, stream) -> int | None:
     return int(stream.frames)
 
 
-def probe(path) -> VideoInfo:
-    """Probe `path`; raise VideoError naming the file if it has no decodable video stream."""
-    with open_video(path) as (container, stream):
+def probe(path, *, max_pixels: int | None = MAX_PIXELS, allow_images: bool = False) -> VideoInfo:
+    """Probe `path`; raise VideoError naming the file if it has no decodable video stream.
+
+    max_pixels, allow_images: as for read_clip (a file read_clip refuses is refused here too).
+    """
+    open_kw = dict(max_pixels=max_pixels, allow_images=allow_images)
+    with open_video(path, **open_kw) as (container, stream):
         try:
             codec = stream.codec_context.name
             has_audio = bool(container.streams.audio)
@@ -80,7 +84,7 @@ def probe(path) -> VideoInfo:
             rate = stream.average_rate
             fps = float(rate) if rate else (num_frames / duration if duration else 0.0)
         else:
-            table = frame_table(path)
+            table = frame_table(path, **open_kw)
             num_frames, source = table.num_frames, "packets"
             duration = table.duration
             fps = num_frames / duration if duration > 0 else float(stream.average_rate or 0)

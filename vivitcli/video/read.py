@@ -13,6 +13,7 @@ import numpy as np
 
 from vivitcli.errors import VideoError
 from vivitcli.preprocess import Preprocessor
+from vivitcli.video.container import MAX_PIXELS
 from vivitcli.video.decode import decode_positions, to_rgb
 from vivitcli.video.sampling import sample_indices
 from vivitcli.video.scan import frame_table
@@ -76,7 +77,8 @@ def snap_to_keyframes(indices: np.ndarray, key_positions: np.ndarray) -> np.ndar
 
 def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", frame_step: int = 4,
               clips: int = 1, start: float | None = None, end: float | None = None, seed: int | None = None,
-              return_info: bool = False, exact: bool = False):
+              return_info: bool = False, exact: bool = False, max_pixels: int | None = MAX_PIXELS,
+              allow_images: bool = False):
     """Float32 (T, C, S, S) clip (or (K, T, C, S, S) for sampling="clips"), preprocessed like the HF processors.
 
     sampling: "uniform" | "stride" | "clips" (see vivitcli.video.sampling) or "keyframes" (uniform positions
@@ -84,12 +86,26 @@ def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", fr
     start/end: seconds from the first frame bounding the sampled range. seed: random stride placement
     reproducing the HF docs' sample_frame_indices. exact: resize whole frames then crop (bit-identical to
     `preprocessor(read_frames(...))`); by default only the cropped columns are resized, which is faster
-    and stays within one grey level (see Preprocessor.resize_crop). Raises VideoError naming the file.
+    and stays within one grey level (see Preprocessor.resize_crop). max_pixels: frames above this many
+    pixels are refused before decoding (default MAX_PIXELS = 8192×8192; None: no budget). allow_images:
+    read a still picture (PNG, JPEG...) as a one-frame video instead of refusing it.
+    Raises VideoError naming the file (also when memory runs out while reading it).
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {sampling!r}")
     pre = _as_preprocessor(preprocessor)
-    table = frame_table(path)
+    open_kw = dict(max_pixels=max_pixels, allow_images=allow_images)
+    try:
+        return _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info,
+                          exact, open_kw)
+    except MemoryError:
+        pass  # raised below, outside the handler, so the arrays its traceback holds are freed first
+    raise VideoError(path, "out of memory reading a clip from it", hint="free memory, or use fewer frames")
+
+
+def _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info, exact,
+               open_kw):
+    table = frame_table(path, **open_kw)
     if table.num_frames == 0:
         raise VideoError(path, "no decodable video frames")
     times = table.times
@@ -108,7 +124,7 @@ def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", fr
         return pre.resize_crop(to_rgb(frame), exact=exact)
 
     done = decode_positions(path, flat, convert, keyframes_only=(sampling == "keyframes" and table.exact),
-                            table=table)
+                            table=table, **open_kw)
     first = done[int(flat[0])]
     frames = np.empty((len(flat),) + first.shape, dtype=np.uint8)
     for slot, i in enumerate(flat):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vivitcli.video.container import check_file, open_video
+from vivitcli.video.container import MAX_PIXELS, check_file, open_video
 
 
 @dataclass(frozen=True)
@@ -144,14 +144,14 @@ def scan_stream(container, stream, head=None) -> FrameTable:
 _HEAD_PACKETS = 256
 
 
-def output_head(path, key_pts: int) -> set | None:
+def output_head(path, key_pts: int, **open_kw) -> set | None:
     """Timestamps of the frames a decode from the file start outputs before one at or after `key_pts`;
     None when that cannot be told (no such frame within _HEAD_PACKETS, or the decoder fails)."""
     import av
 
     shown = set()
     try:
-        with open_video(path, threads=False) as (container, stream):
+        with open_video(path, threads=False, **open_kw) as (container, stream):
             for n, packet in enumerate(container.demux(stream)):
                 if n > _HEAD_PACKETS:
                     return None
@@ -180,16 +180,20 @@ def _key(path) -> tuple:
     return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
-def frame_table(path) -> FrameTable:
-    """The FrameTable of `path`, scanned once per (file, size, mtime) and cached."""
+def frame_table(path, *, max_pixels: int | None = MAX_PIXELS, allow_images: bool = False) -> FrameTable:
+    """The FrameTable of `path`, scanned once per (file, size, mtime) and cached.
+
+    max_pixels, allow_images: see `open_video` (they refuse a file before its first scan).
+    """
     key = _key(check_file(path))
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
     # A container of its own: seeking back to the start after a scan is unreliable (MPEG-TS).
-    with open_video(path, threads=False) as (container, stream):
-        table = scan_stream(container, stream, head=lambda key_pts: output_head(path, key_pts))
+    open_kw = dict(max_pixels=max_pixels, allow_images=allow_images)
+    with open_video(path, threads=False, **open_kw) as (container, stream):
+        table = scan_stream(container, stream, head=lambda key_pts: output_head(path, key_pts, **open_kw))
     with _LOCK:
         _CACHE[key] = table
         while len(_CACHE) > _CACHE_SIZE:
