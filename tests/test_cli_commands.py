@@ -36,7 +36,7 @@ def test_classify_folder_jsonl_records_and_bad_files(data):
     recs = jsonl(r.stdout)
     assert [x["path"] for x in recs] == data["all"]
     for rec in recs:
-        assert set(rec) == {"path", "labels", "model", "label_source", "frame_indices", "timestamps",
+        assert set(rec) == {"path", "labels", "heads", "model", "label_source", "frame_indices", "timestamps",
                             "approximate", "error"}
         assert rec["model"] == data["ckpt"] and rec["label_source"] == "checkpoint"
         if rec["path"] in data["bad"]:
@@ -53,7 +53,7 @@ def test_classify_folder_jsonl_records_and_bad_files(data):
     assert sorted(line.split(": ")[1] for line in err_lines) == sorted(data["bad"])
     assert "Traceback" not in r.stderr
     # stderr is not a terminal here: no progress bar, only the error lines and the summary.
-    assert r.stderr.splitlines() == err_lines + ["vivit: 2 of 6 inputs failed"]
+    assert r.stderr.splitlines() == err_lines + ["vivit: 4/6 done, 2 failed"]
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "table"])
@@ -137,7 +137,7 @@ def test_labels_file_renames_classes(data, tmp_path):
     assert all(x["label"] == f"class {x['index']}" for x in rec["labels"])
     names.write_text("only\ntwo\n")
     r = run("classify", data["good"][0], "-m", data["ckpt"], "--labels", names)
-    assert r.exit_code == 2 and "2 labels, but the model has 5 classes" in r.stderr
+    assert r.exit_code == 2 and "2 names, but the model has 5 classes" in r.stderr
 
 
 def test_clips_sampling_averages_logits_over_views(data):
@@ -286,7 +286,7 @@ def test_a_run_that_dies_before_any_result_leaves_old_outputs_alone(data, tmp_pa
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with monkeypatch.context() as m:
         _Interrupt(m, at=1)
-        assert run(command, *data["good"], "-m", data["ckpt"], "--out", out).exit_code == 130
+        assert run(command, *data["good"], "-m", data["ckpt"], "--out", out, "--force").exit_code == 130
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from vivitcli.errors import VideoError, VivitError
+from vivitcli.errors import VideoError, VivitError, printable
 
 
 @dataclass
@@ -108,6 +108,14 @@ class _Prefetcher:
             self._cond.notify_all()
 
 
+def check_input_file(path: str) -> None:
+    """VideoError for a path that is missing or a folder: the reason a record reports, before decoding."""
+    if not os.path.exists(path):
+        raise VideoError(printable(path), "no such file")
+    if os.path.isdir(path):
+        raise VideoError(printable(path), "is a folder with no video files in it")
+
+
 def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1)))
 
@@ -131,18 +139,11 @@ class Pipeline:
         self.prefetch = prefetch or (batch_size + self.workers)
         self.clips_done = 0
 
-    def _read_checked(self, path: str):
-        if not os.path.exists(path):
-            raise VideoError(path, "no such file")
-        if os.path.isdir(path):
-            raise VideoError(path, "is a folder with no video files in it")
-        return self.read(path)
-
     def run(self, paths: Sequence[str]) -> Iterator[FileResult]:
         import torch
 
         paths = list(paths)
-        prefetcher = _Prefetcher(self._read_checked, paths, self.workers, self.prefetch)
+        prefetcher = _Prefetcher(self.read, paths, self.workers, self.prefetch)
         # Views waiting for a batch, one queue per clip shape: [(file index, view (T, C, H, W)), ...]
         pending: dict[tuple, list[tuple[int, Any]]] = {}
         partial: dict[int, FileResult] = {}  # files with views still to compute

@@ -133,11 +133,14 @@ class Job:
         self.batch_size, self.workers = batch_size, workers
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
-        self.paths: list[str] = collect_paths([str(p) for p in inputs], parse_extensions(ext), stdin=stdin,
-                                              null_separated=null_separated)
+        # inputs=None: a job that runs records for inputs someone else lists and decodes (a Ray actor).
+        self.paths: list[str] = [] if inputs is None else collect_paths(
+            [str(p) for p in inputs], parse_extensions(ext), stdin=stdin, null_separated=null_separated)
         self._model_spec = model
         self.model = None if model is None or isinstance(model, (str, Path)) else model
         self._prepared = False
+        self.options = {"sampling": self.sampling, "batch_size": batch_size, "workers": workers,
+                        "device": device, "dtype": dtype, "attn": attn, "backend": backend}
 
     # ---- steps ------------------------------------------------------------------------------------------
     def load(self):
@@ -157,23 +160,39 @@ class Job:
         return {"task": self.task, "model": model.name, "frames": self.sampling.frames or model.num_frames,
                 **{k: v for k, v in self.sampling.settings().items() if k != "frames"}, **self.task_settings()}
 
+    def spec(self):
+        """The job without its inputs, to rebuild it elsewhere (a Ray actor): task, model name, options."""
+        import os
+
+        from vivitcli.distributed.ray import JobSpec
+
+        if not isinstance(self._model_spec, (str, Path)):
+            raise UsageError("a distributed job needs the model by name or path, not a loaded model")
+        model = str(self._model_spec)
+        if os.path.isdir(model):
+            model = os.path.abspath(model)  # actors may run in another working directory
+        return JobSpec(self.task, model, {**self.options, **self.task_options()})
+
+    def reader(self) -> "ClipReader":
+        """What decodes one input for this job (picklable: Ray decode workers run it without the model)."""
+        model = self.load()
+        return ClipReader(model.preprocessor, self.sampling.frames or model.num_frames, self.sampling.read_kwargs())
+
     def run(self, skip: Iterable[str] = ()) -> Iterator[Any]:
         """One record per input path in order, except the paths in `skip` (compared normalised)."""
         import os
 
-        from vivitcli.pipeline import Pipeline
-        from vivitcli.video.read import read_clip
-
-        model = self.load()
         skipped = {os.path.normpath(p) for p in skip}
         todo = [p for p in self.paths if os.path.normpath(p) not in skipped]
-        num_frames = self.sampling.frames or model.num_frames
-        read_kw = self.sampling.read_kwargs()
+        return self.run_decoded(todo, self.reader())
 
-        def read(path):
-            return read_clip(path, model.preprocessor, num_frames=num_frames, return_info=True, **read_kw)
+    def run_decoded(self, keys: Sequence, read) -> Iterator[Any]:
+        """Records for `keys` in order, each decoded by `read(key) -> (clip, info)` (a ClipReader, or a lookup
+        of clips decoded elsewhere) and batched through the model."""
+        from vivitcli.pipeline import Pipeline
 
-        results = Pipeline(read, self.compute, batch_size=self.batch_size, workers=self.workers).run(todo)
+        self.load()
+        results = Pipeline(read, self.compute, batch_size=self.batch_size, workers=self.workers).run(list(keys))
         try:
             for res in results:
                 yield self.record(res)
@@ -190,11 +209,31 @@ class Job:
     def task_settings(self) -> dict:
         return {}
 
+    def task_options(self) -> dict:
+        """The task's own constructor arguments (top_k, pool, ...), for spec()."""
+        return {}
+
     def compute(self, batch):
         raise NotImplementedError
 
     def record(self, res) -> Any:
         raise NotImplementedError
+
+
+@dataclass
+class ClipReader:
+    """path -> (clip, ClipInfo) with a model's preprocessing and frame count and a job's sampling."""
+
+    preprocessor: Any
+    num_frames: int
+    read_kw: dict
+
+    def __call__(self, path: str):
+        from vivitcli.pipeline import check_input_file
+        from vivitcli.video.read import read_clip
+
+        check_input_file(path)
+        return read_clip(path, self.preprocessor, num_frames=self.num_frames, return_info=True, **self.read_kw)
 
 
 def frame_fields(info) -> dict:
@@ -229,6 +268,9 @@ class ClassifyJob(Job):
         self.head_labels = getattr(model, "head_labels", None) or {}
 
     def task_settings(self) -> dict:
+        return {"top_k": self.top_k, "labels": self.labels_spec}
+
+    def task_options(self) -> dict:
         return {"top_k": self.top_k, "labels": self.labels_spec}
 
     def compute(self, batch):
@@ -323,6 +365,9 @@ class EmbedJob(Job):
         return getattr(self.load(), "hidden_size", None)
 
     def task_settings(self) -> dict:
+        return {"pool": self.pool}
+
+    def task_options(self) -> dict:
         return {"pool": self.pool}
 
     def compute(self, batch):

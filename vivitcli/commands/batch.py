@@ -99,9 +99,37 @@ def summary(done: int, total: int, failed: int, *, interrupted: bool, out: str |
     return None
 
 
+def records_source(job, cluster: dict | None):
+    """skip -> iterator of (record dict, exception or None): the local pipeline, or Ray with `cluster`."""
+    if cluster is None:
+        def local(skip):
+            for rec in job.run(skip=skip):
+                yield rec.to_dict(), rec.exception
+        return local
+
+    from vivitcli.distributed import ray as on_ray
+
+    on_ray.require_ray()
+    on_ray.quiet_ray_logs()
+    address = cluster.pop("address")
+
+    def distributed(skip):
+        done = {os.path.normpath(p) for p in skip}
+        todo = [p for p in job.paths if os.path.normpath(p) not in done]
+        ray = on_ray.connect(address)
+        try:
+            for record in on_ray.run_on_ray(job, todo, **cluster):
+                yield record, None
+        finally:
+            if address in (None, "", "local"):
+                ray.shutdown()
+    return distributed
+
+
 def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool, quiet: bool,
-            debug: bool) -> None:
-    """Run a vivitcli.tasks Job into stdout or --out; raise typer.Exit with the exit code."""
+            debug: bool, cluster: dict | None = None) -> None:
+    """Run a vivitcli.tasks Job into stdout or --out (on Ray when `cluster` is given: address, concurrency,
+    decoders, gpus_per_worker); raise typer.Exit with the exit code."""
     from vivitcli import output
 
     kind = job.task
@@ -109,6 +137,7 @@ def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool,
     if resume and out is None:
         raise UsageError("--resume needs --out FILE", "stdout cannot be continued; write to a file")
     target = output.check_output(out, kind=kind, fmt=fmt, inputs=job.paths, force=force, resume=resume)
+    source = records_source(job, dict(cluster) if cluster else None)
     reporter = Reporter(0, quiet=True)  # replaced below; keeps `log` usable while the sink opens
     sink = None
     try:
@@ -124,21 +153,21 @@ def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool,
     try:
         if resume:
             reporter.note(f"resume: {len(job.paths) - len(todo)} of {len(job.paths)} inputs already done")
-        records = job.run(skip=sink.done)
+        records = source(sink.done)
         # Results printed to the terminal that shows the bar would be torn by its redraws.
         shares_screen = out is None and reporter.progress is not None and sys.stdout.isatty()
-        for rec in records:
-            if rec.error is not None:
+        for record, exception in records:
+            if record["error"] is not None:
                 failed += 1
-                reporter.log(f"error: {printable(rec.path)}: {rec.error}")
-                if debug_wanted(debug) and rec.exception is not None:
-                    reporter.log("".join(traceback.format_exception(rec.exception)).rstrip())
+                reporter.log(f"error: {printable(record['path'])}: {record['error']}")
+                if debug_wanted(debug) and exception is not None:
+                    reporter.log("".join(traceback.format_exception(exception)).rstrip())
             if shares_screen:
                 reporter.progress.stop()
-            sink.write(rec.to_dict())
+            sink.write(record)
             if shares_screen:
                 reporter.progress.start()
-            reporter.advance(len(rec.frame_indices) if _multi_view(rec) else 1)
+            reporter.advance(_views(record))
         complete = True
     except KeyboardInterrupt:
         reporter.close()
@@ -157,6 +186,9 @@ def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool,
     raise typer.Exit(1 if failed else 0)
 
 
-def _multi_view(rec) -> bool:
-    indices = rec.frame_indices
-    return indices is not None and len(indices) > 0 and hasattr(indices[0], "__len__")
+def _views(record: dict) -> int:
+    """Clips computed for a record: K with --sampling clips (frame_indices is K lists), else 1."""
+    indices = record.get("frame_indices")
+    if indices is not None and len(indices) > 0 and hasattr(indices[0], "__len__"):
+        return len(indices)
+    return 1

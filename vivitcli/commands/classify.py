@@ -38,6 +38,10 @@ def command(
     attn: o.Attn = o.AttnImpl.sdpa,
     backend: o.BackendOpt = o.Backend.torch,
     batch_size: o.BatchSize = 4,
+    ray: o.Ray = None,
+    concurrency: o.Concurrency = 1,
+    decoders: o.Decoders = None,
+    gpus_per_worker: o.GpusPerWorker = 0.0,
     quiet: o.Quiet = False,
     debug: o.Debug = False,
 ) -> None:
@@ -61,4 +65,5 @@ def command(
     announce_stdin(inputs, quiet)
     job = ClassifyJob(inputs, model or o.default_model(), top_k=top_k, labels=labels,
                       **o.job_options(locals()))
-    run_job(job, out=out, fmt=fmt.value if fmt else None, resume=resume, force=force, quiet=quiet, debug=debug)
+    run_job(job, out=out, fmt=fmt.value if fmt else None, resume=resume, force=force, quiet=quiet, debug=debug,
+            cluster=o.cluster_options(locals()))

@@ -40,6 +40,7 @@ class OutputFormat(str, Enum):
 
 
 MODEL_PANEL = "Model"
+CLUSTER_PANEL = "Cluster (Ray)"
 SAMPLING_PANEL = "Frame sampling"
 INPUT_PANEL = "Inputs"
 OUTPUT_PANEL = "Output"
@@ -162,6 +163,25 @@ Seed = Annotated[
     typer.Option("--seed", help="Seed for randomised sampling (jittered windows).", show_default=False,
                  rich_help_panel=SAMPLING_PANEL),
 ]
+Ray = Annotated[
+    Optional[str],
+    typer.Option("--ray", help="Run on Ray: local (a private instance on this machine), auto (the running "
+                 "cluster, else a new local one) or a cluster address (ray://host:10001). Needs the ray extra.",
+                 show_default=False, rich_help_panel=CLUSTER_PANEL),
+]
+Concurrency = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Model actors (each loads the model once).",
+                      rich_help_panel=CLUSTER_PANEL),
+]
+Decoders = Annotated[
+    Optional[int],
+    typer.Option("--decoders", min=1, help="Decoding tasks running at once (CPU). (default: half the CPUs)",
+                 show_default=False, rich_help_panel=CLUSTER_PANEL),
+]
+GpusPerWorker = Annotated[
+    float, typer.Option("--gpus-per-worker", min=0, help="GPUs each model actor holds (0: CPU actors).",
+                        rich_help_panel=CLUSTER_PANEL),
+]
 Resume = Annotated[
     bool,
     typer.Option("--resume", help="Continue an interrupted run into the same --out file, skipping finished inputs.",
@@ -197,3 +217,11 @@ def job_options(values: dict) -> dict:
         "backend": getattr(values.get("backend"), "value", values.get("backend") or "torch"),
         "ext": values.get("ext"), "null_separated": bool(values.get("null")),
     }
+
+
+def cluster_options(values: dict) -> dict | None:
+    """--ray and its companions as keyword arguments of commands.batch.run_job (None: a local run)."""
+    if values.get("ray") is None:
+        return None
+    return {"address": values["ray"], "concurrency": values.get("concurrency", 1),
+            "decoders": values.get("decoders"), "gpus_per_worker": values.get("gpus_per_worker", 0.0)}
