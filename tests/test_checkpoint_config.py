@@ -255,6 +255,12 @@ PRE_BAD = [
     ("resample", "bilinear", "must be a PIL filter number"),
     ("rescale_factor", 0, "must be a positive number"),
     ("rescale_factor", "1/255", "must be a positive number"),
+    ("rescale_factor", 1e300, "must be a positive number up to 1"),
+    ("image_std", [1e-30, 0.5, 0.5], "values must be within 0.001..255"),
+    ("image_mean", [1e30, 0, 0], "values must be within 0..255"),
+    ("crop_size", 4097, "must be an integer between 1 and 4096"),
+    # 4096 x 4096 crops at patch 8: 2 x 512 x 512 tokens per clip
+    ("crop_size", 4096, "tokens per 4-frame clip"),
 ]
 
 

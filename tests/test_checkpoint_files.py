@@ -215,3 +215,15 @@ def test_convert_reads_through_the_same_rule(tmp_path, sharded, videomae_dir):
     os.symlink(tmp_path / "w.safetensors", linked / "model.safetensors")
     with pytest.raises(CheckpointError, match="outside the model folder"):
         sources.read_hf(sources.detect(linked))
+
+
+def test_integer_weights_are_refused_in_one_line(tmp_path, videomae_dir):
+    from safetensors.torch import load_file, save_file
+
+    ckpt = _copy(videomae_dir, tmp_path / "model")
+    state = load_file(str(ckpt / "model.safetensors"))
+    state["fc_norm.weight"] = state["fc_norm.weight"].to(torch.int64)
+    save_file(state, str(ckpt / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="weights must be floating point; fc_norm.weight is int64") as err:
+        load_model(ckpt, device="cpu")
+    _one_line(err)

@@ -335,6 +335,10 @@ def model_from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "check
         return from_state_dict(cfg, state, source=source, attn=attn)
     fit = check_fit(cfg, {k: tuple(v.shape) for k, v in state.items()}, source=source)
     hf, ignored = split_ignored(normalize_hf_keys(state, cfg.model_type), cfg.model_type)
+    not_float = sorted(k for k, v in hf.items() if not v.is_floating_point())
+    if not_float:
+        raise CheckpointError(f"{source}: weights must be floating point; {_fmt_keys(not_float, 2)} "
+                              f"{'is' if len(not_float) == 1 else 'are'} {hf[not_float[0]].dtype}".replace("torch.", ""))
     model = _template(cfg, num_labels=fit["num_labels"], fc_norm=fit["fc_norm"], attn=attn)
     native = hf_to_native(hf, cfg)
     dtypes = {v.dtype for v in native.values() if v.is_floating_point()}

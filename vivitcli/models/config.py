@@ -279,7 +279,9 @@ def _check_budget(cfg: ModelConfig, num_labels: int, decoder, source: str) -> No
 
 # ---- preprocessor_config.json ------------------------------------------------------------------------------
 PIL_RESAMPLE = range(0, 6)       # NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING
-MAX_FRAME_SIDE = 8192
+MAX_FRAME_SIDE = 4096
+MAX_NORM_VALUE = 255.0
+MIN_STD = 1e-3
 
 
 def validate_preprocessor_config(config, source: str = "preprocessor_config.json", *,
@@ -302,8 +304,8 @@ def validate_preprocessor_config(config, source: str = "preprocessor_config.json
     crop = _size(c, "crop_size", source, square=True) if "crop_size" in c else None
     if "rescale_factor" in c:
         v = c["rescale_factor"]
-        if not _is_number(v) or v <= 0:
-            raise _fail(source, "rescale_factor", "must be a positive number", v)
+        if not _is_number(v) or not 0 < v <= 1:
+            raise _fail(source, "rescale_factor", "must be a positive number up to 1 (1/255 maps 8-bit to 0..1)", v)
     for key in ("image_mean", "image_std"):
         if key not in c:
             continue
@@ -313,6 +315,11 @@ def validate_preprocessor_config(config, source: str = "preprocessor_config.json
             raise _fail(source, key, "must be a number or a list of 3 finite numbers", v)
         if key == "image_std" and any(x == 0 for x in values):
             raise _fail(source, key, "must not be zero (it divides the pixels)", v)
+        # Pixels are 0..255 before rescaling: a mean or std beyond that range (or a std so small that the
+        # output overflows float16) is a broken config, not a choice.
+        if any(abs(x) > MAX_NORM_VALUE for x in values) or (key == "image_std" and any(abs(x) < MIN_STD for x in values)):
+            raise _fail(source, key, f"values must be within {MIN_STD if key == 'image_std' else 0:g}.."
+                        f"{MAX_NORM_VALUE:g} in magnitude", v)
     if model is not None:
         _check_output_fits(c, size, crop, model, source)
     return config
@@ -351,3 +358,7 @@ def _check_output_fits(c: dict, size, crop, model: ModelConfig, source: str) -> 
         return
     if dims[0] < p or dims[1] < q:
         raise _fail(source, key, f"must be at least one {p}x{q} patch of the model", c[key])
+    tokens = (model.num_frames // model.tubelet[0]) * (dims[0] // p) * (dims[1] // q)
+    if tokens > MAX_TOKENS:
+        raise _fail(source, key, f"gives {tokens} tokens per {model.num_frames}-frame clip, more than the "
+                    f"{MAX_TOKENS} vivit accepts", c[key])
