@@ -169,6 +169,20 @@ def test_a_decoder_that_does_not_fit_the_config_is_a_checkpoint_error(tmp_path):
         load_model(path, task="pretraining", device="cpu")
 
 
+def test_native_to_hf_gives_back_exactly_the_checkpoint_tensors(tmp_path):
+    from safetensors.torch import load_file
+
+    from vivitcli.models.videomae_pretraining import native_to_hf
+
+    path = make_tiny_videomae(tmp_path / "m", pretraining=True, use_mean_pooling=False)
+    saved = {k.removeprefix("videomae."): v for k, v in load_file(str(path / "model.safetensors")).items()}
+    model = load_model(path, task="pretraining", device="cpu")
+    back = native_to_hf(model.state_dict(), model.cfg)
+    assert set(back) == set(saved)
+    for key, value in saved.items():
+        assert torch.equal(back[key], value), key
+
+
 # ---- patches and un-normalisation ------------------------------------------------------------------------------
 def test_patchify_is_transformers_layout_and_unpatchify_inverts_it():
     x = torch.randn(2, 4, 3, 16, 24)

@@ -228,8 +228,10 @@ _DECODER_LAYER = "decoder.decoder_layers."
 _TOP = {"encoder_to_decoder.weight": "encoder_to_decoder.weight", "mask_token": "mask_token",
         "decoder.norm.weight": "decoder_norm.weight", "decoder.norm.bias": "decoder_norm.bias",
         "decoder.head.weight": "decoder_head.weight", "decoder.head.bias": "decoder_head.bias"}
+_TOP_BACK = {v: k for k, v in _TOP.items()}
 # Fixed sinusoid tables some exports persist; recomputed, never read.
 _IGNORED = ("position_embeddings", "embeddings.position_embeddings")
+_NO_DECODER_HINT = "use a VideoMAEForPreTraining checkpoint, e.g. MCG-NJU/videomae-base or demo-mae"
 
 
 def hf_to_native(state: dict, cfg: ModelConfig) -> dict:
@@ -252,24 +254,42 @@ def hf_to_native(state: dict, cfg: ModelConfig) -> dict:
     return out
 
 
-def from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "checkpoint",
-                    attn: str = "sdpa") -> VideoMAEForPreTraining:
-    """Build the pre-training model for `cfg` and load a hub-layout state dict (strict, shape-checked)."""
+def native_to_hf(state: dict, cfg: ModelConfig) -> dict:
+    """Native state dict → the prefix-less hub layout (inverse of hf_to_native; q/k/v split again)."""
+    from vivitcli.models import checkpoint
+
+    encoder, decoder, out = {}, {}, {}
+    for key, value in state.items():
+        if key in _TOP_BACK:
+            out[_TOP_BACK[key]] = value
+        elif key.startswith("decoder_blocks."):
+            decoder[key[len("decoder_"):]] = value
+        elif key not in ("pos_embed", "decoder_pos_embed"):
+            encoder[key] = value
+    out.update(checkpoint.native_to_hf(encoder, cfg, prefix=False))
+    out.update({_DECODER_LAYER + k[len("encoder.layer."):]: v
+                for k, v in checkpoint.native_to_hf(decoder, cfg, prefix=False).items()})
+    return out
+
+
+def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint", attn: str = "sdpa"):
+    """Check hub-layout tensor names/shapes ({key: shape}, any spelling normalize_hf_keys knows) against the
+    config before any tensor is read; returns the model built on the meta device (no memory) and the ignored
+    keys. One CheckpointError line naming `source` otherwise."""
     from vivitcli.models.checkpoint import _fmt_keys, normalize_hf_keys
 
     if cfg.model_type != "videomae":
-        raise CheckpointError(f"{source}: model_type {cfg.model_type!r} has no pre-training decoder",
-                              "use a VideoMAE pre-training checkpoint, e.g. MCG-NJU/videomae-base or demo-mae")
-    hf = normalize_hf_keys(state, "videomae")
+        raise CheckpointError(f"{source}: model_type {cfg.model_type!r} has no pre-training decoder", _NO_DECODER_HINT)
+    hf = normalize_hf_keys({k: tuple(v) for k, v in shapes.items()}, "videomae")
     if "decoder.head.weight" not in hf:
         raise CheckpointError(f"{source}: no decoder weights (not a VideoMAE pre-training checkpoint)",
-                              "use a VideoMAEForPreTraining checkpoint, e.g. MCG-NJU/videomae-base or demo-mae")
+                              _NO_DECODER_HINT)
     ignored = sorted(k for k in hf if k in _IGNORED)
-    native = hf_to_native({k: v for k, v in hf.items() if k not in _IGNORED}, cfg)
+    hf = {k: v for k, v in hf.items() if k not in _IGNORED}
     with torch.device("meta"):
         model = VideoMAEForPreTraining(cfg, attn=attn, source=source)
-    own = model.state_dict()
-    missing, unexpected = set(own) - set(native), set(native) - set(own)
+    expected = {k: tuple(v.shape) for k, v in native_to_hf(model.state_dict(), cfg).items()}
+    missing, unexpected = set(expected) - set(hf), set(hf) - set(expected)
     if missing or unexpected:
         parts = []
         if missing:
@@ -278,10 +298,21 @@ def from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "checkpoint"
             parts.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
         raise CheckpointError(f"{source}: weights do not fit its VideoMAE pre-training config.json "
                               f"({'; '.join(parts)})", "is config.json from the same checkpoint?")
-    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in native.items() if v.shape != own[k].shape]
+    bad = [f"{k} {hf[k]} vs {expected[k]}" for k in sorted(expected) if hf[k] != expected[k]]
     if bad:
         raise CheckpointError(f"{source}: tensor shapes do not fit config.json (checkpoint vs config: "
                               f"{_fmt_keys(bad, 2)})", "is config.json from the same checkpoint?")
+    return model, ignored
+
+
+def from_state_dict(cfg: ModelConfig, state: dict, *, source: str = "checkpoint",
+                    attn: str = "sdpa") -> VideoMAEForPreTraining:
+    """Build the pre-training model for `cfg` and load a hub-layout state dict (strict, shape-checked)."""
+    from vivitcli.models.checkpoint import normalize_hf_keys
+
+    model, ignored = check_fit(cfg, {k: v.shape for k, v in state.items()}, source=source, attn=attn)
+    hf = normalize_hf_keys(state, "videomae")
+    native = hf_to_native({k: v for k, v in hf.items() if k not in _IGNORED}, cfg)
     dtypes = {v.dtype for v in native.values() if v.is_floating_point()}
     load_dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
     model.load_state_dict({k: v.to(load_dtype) if v.is_floating_point() else v for k, v in native.items()},
@@ -296,52 +327,34 @@ def load_pretraining(name_or_path, *, device="auto", dtype="auto", attn: str = "
                      task: str = "pretraining") -> VideoMAEForPreTraining:
     """load_model(..., task="pretraining"): a VideoMAE pre-training checkpoint with its decoder, eval mode.
 
-    name_or_path: a directory in the Hugging Face layout, an alias (e.g. demo-mae) or a hub id. Raises
-    ModelNotFoundError when nothing is found, CheckpointError when it is not a pre-training checkpoint."""
-    from pathlib import Path
-
+    name_or_path: a directory in the Hugging Face layout, a model name (e.g. demo-mae) or a hub id. The
+    folder is opened as every loader opens an untrusted one (checkpoint.open_checkpoint: validated JSON,
+    files inside the folder), names and shapes are checked from the safetensors headers, and only then are
+    tensors read. Raises ModelNotFoundError when nothing is found, CheckpointError when it is not a
+    pre-training checkpoint."""
     from vivitcli.models.base import check_attn
     from vivitcli.models.build import finalize
-    from vivitcli.models.checkpoint import read_state_dict
-    from vivitcli.models.files import read_json
+    from vivitcli.models.checkpoint import load_weights, open_checkpoint, weight_shapes
+    from vivitcli.models.hub import resolve_model_path
 
     if task != "pretraining":
         raise UsageError(f"task must be 'default' or 'pretraining', got {task!r}")
     check_attn(attn)
-    path, name = resolve(name_or_path)
-    path = Path(path)
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{path}: no config.json (not a Hugging Face checkpoint directory)")
-    cfg = ModelConfig.from_dict(read_json(config_path), source=str(config_path))
+    path, name = resolve_model_path(name_or_path)
+    cfg, pre, files = open_checkpoint(path)
     if cfg.model_type != "videomae":     # before reading any weights
-        raise CheckpointError(f"{path}: model_type {cfg.model_type!r} has no pre-training decoder",
-                              "use a VideoMAE pre-training checkpoint, e.g. MCG-NJU/videomae-base or demo-mae")
-    DecoderConfig.from_model_config(cfg, str(config_path))
-    model = from_state_dict(cfg, read_state_dict(path), source=str(path), attn=attn)
-    pre_path = path / "preprocessor_config.json"
-    pre = read_json(pre_path) if pre_path.is_file() else None
+        raise CheckpointError(f"{path}: model_type {cfg.model_type!r} has no pre-training decoder", _NO_DECODER_HINT)
+    DecoderConfig.from_model_config(cfg, str(path / "config.json"))
+    shapes = weight_shapes(files)
+    if shapes is not None:
+        check_fit(cfg, shapes, source=str(path), attn=attn)
+    state: dict = {}
+    for f in files:
+        state.update(load_weights(f))
+    model = from_state_dict(cfg, state, source=str(path), attn=attn)
     model = finalize(model, name=name, device=device, dtype=dtype, preprocessor_config=pre)
     model.path = path
     return model
-
-
-def resolve(name_or_path):
-    """(directory, display name): models shipped in the package by their alias (names.py kind "package"),
-    everything else as load_model resolves it."""
-    from pathlib import Path
-
-    from vivitcli.errors import ModelNotFoundError
-    from vivitcli.models import hub, names
-
-    entry = names.lookup(str(name_or_path))
-    if entry is not None and entry.kind == "package":
-        folder = Path(__file__).resolve().parent.parent / entry.target
-        if not (folder / "config.json").is_file():
-            raise ModelNotFoundError(f"model {str(name_or_path)!r}: the checkpoint is missing from {folder}",
-                                     "reinstall vivitcli")
-        return folder, str(name_or_path).strip()
-    return hub.resolve_model_path(name_or_path)
 
 
 def build_pretraining(config: dict, *, device="auto", dtype="auto", attn: str = "sdpa", name: str | None = None,
