@@ -125,6 +125,15 @@ def test_config_implying_an_absurd_allocation_is_refused(tmp_path, vivit_dir, mo
     assert str(ckpt / "config.json") in _one_line(err)
 
 
+def test_factorised_encoder_temporal_blocks_count_toward_the_budget():
+    from vivitcli.models.config import ModelConfig
+
+    config = dict(model_type="vivit_fe", hidden_size=16384, num_attention_heads=16, num_hidden_layers=1,
+                  intermediate_size=16, num_temporal_layers=256, temporal_intermediate_size=1024)
+    with pytest.raises(CheckpointError, match="billion weights.*most in the temporal blocks"):
+        ModelConfig.from_dict(config, "fe/config.json")
+
+
 def _must_not_run(what):
     def fail(*args, **kwargs):
         raise AssertionError(what)

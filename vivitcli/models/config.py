@@ -255,6 +255,13 @@ def implied_parameters(cfg: ModelConfig, num_labels: int = 0,
             cfg.num_layers * (4 * d * d + 2 * d * cfg.intermediate_size + 9 * d + cfg.intermediate_size),
         "classifier (id2label / num_labels, hidden_size)": num_labels * (d + 1),
     }
+    if cfg.model_type == "vivit_fe":
+        # The factorised encoder's temporal blocks (validated in models/vivit_fe.py; counted here for the budget).
+        raw = cfg.raw
+        layers, mlp = raw.get("num_temporal_layers", 4), raw.get("temporal_intermediate_size", cfg.intermediate_size)
+        if _is_int(layers) and _is_int(mlp) and layers >= 0 and mlp > 0:
+            parts["temporal blocks (num_temporal_layers, temporal_intermediate_size)"] = \
+                layers * (4 * d * d + 2 * d * mlp + 9 * d + mlp)
     if decoder is not None:
         dh, dl, dm = decoder
         parts["decoder (decoder_* fields)"] = (n * dh + d * dh + dl * (4 * dh * dh + 2 * dh * dm)
