@@ -313,3 +313,21 @@ def test_resume_after_kill_continues_from_the_last_window(tmp_path):
     assert f"resume: {written} windows of 1 videos already done" in r.stderr
     assert out.read_bytes() == ref.joinpath("w.jsonl").read_bytes()
     assert (tmp_path / "seg.json").read_bytes() == ref.joinpath("seg.json").read_bytes()
+
+
+def test_closing_the_iterator_stops_the_decoders(stitched):
+    import threading
+
+    import vivitcli
+
+    copy = stitched.with_name("copy.mp4")
+    copy.write_bytes(stitched.read_bytes())
+    records = vivitcli.timeline([str(stitched), str(copy)], model="demo", window=1.0, stride=0.25, batch_size=1)
+    first = next(records)
+    assert first.window == 0
+    records.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(t.name == "vivit-window-decode" and t.is_alive()
+                                              for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not any(t.name == "vivit-window-decode" and t.is_alive() for t in threading.enumerate())

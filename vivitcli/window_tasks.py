@@ -114,9 +114,6 @@ class _WindowsMixin:
     def run(self, skip=None) -> Iterator[Any]:
         """Window records of every input in order (see the module docstring). skip: {path: windows done}
         (their first N windows are not reported again), or paths to leave out entirely."""
-        import torch
-
-        from vivitcli.pipeline import describe_error
         from vivitcli.video.windows import WindowDecoder
 
         model = self.load()
@@ -141,12 +138,23 @@ class _WindowsMixin:
 
             return plan, WindowDecoder(path, todo, pre, table=frame_table(path), ahead=ahead).start()
 
-        current = start(paths[0]) if paths else None
+        ahead_of = {"next": start(paths[0]) if paths else None}  # the next file's (plan, decoder), started early
+        try:
+            yield from self._files(paths, ahead_of, start)
+        finally:
+            if ahead_of["next"] is not None and ahead_of["next"][1] is not None:
+                ahead_of["next"][1].close()
+
+    def _files(self, paths, ahead_of: dict, start):
+        import torch
+
+        from vivitcli.pipeline import describe_error
+
         for i, path in enumerate(paths):
-            plan, decoder = current
-            current = None
+            plan, decoder = ahead_of["next"]
+            ahead_of["next"] = None
             if plan.error is not None:
-                current = start(paths[i + 1]) if i + 1 < len(paths) else None
+                ahead_of["next"] = start(paths[i + 1]) if i + 1 < len(paths) else None
                 yield self.error_record(path, plan.error, describe_error(plan.error))
                 continue
             pending: list = []
@@ -174,7 +182,7 @@ class _WindowsMixin:
                 decoder.close()
             self.stats.append({"path": path, "peak_frames": decoder.peak_frames, **decoder.stats})
             # The next file decodes while this one's last batch computes.
-            current = start(paths[i + 1]) if i + 1 < len(paths) else None
+            ahead_of["next"] = start(paths[i + 1]) if i + 1 < len(paths) else None
             if failure is None and pending:
                 for w_, row in flush():
                     if w_.index >= plan.first_reported:

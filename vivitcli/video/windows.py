@@ -164,6 +164,8 @@ class WindowDecoder:
         def sink(pos: int, frame: np.ndarray) -> None:
             # Windows are built under the lock, in index order, so the queue receives them in order.
             with lock:
+                if not uses.get(pos):
+                    return  # served already (a decoder restarting from the start delivers frames again)
                 if state["shape"] is None:
                     state["shape"] = frame.shape
                 elif frame.shape != state["shape"]:
