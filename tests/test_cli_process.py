@@ -120,7 +120,7 @@ def test_ctrl_c_mid_run_leaves_a_valid_npy_and_resume_finishes_it(data, tmp_path
     out = tmp_path / "feats.npy"
     proc = _start(data, "embed", data["dir"], "-m", data["ckpt"], "-b", "1", "--workers", "1", "--out", out,
                   slow=0.5, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for_lines(tmp_path / "feats.npy.partial", 2, proc)
+    _wait_for_lines(tmp_path / "feats.npy.partial", 3, proc)  # the journal's header line + 2 records
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -145,13 +145,13 @@ def test_sigterm_mid_run_writes_the_json_array_so_far(data, tmp_path):
     out = tmp_path / "labels.json"
     proc = _start(data, "classify", data["dir"], "-m", data["ckpt"], "-b", "1", "--workers", "1", "--out", out,
                   slow=0.5, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for_lines(tmp_path / "labels.json.partial", 2, proc)
+    _wait_for_lines(tmp_path / "labels.json.partial", 3, proc)  # the journal's header line + 2 records
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in stderr
     records = json.loads(out.read_text())
     assert 2 <= len(records) < 9 and [r["path"] for r in records] == data["all"][: len(records)]
-    assert sorted(os.listdir(tmp_path)) == ["labels.json"]
+    assert sorted(os.listdir(tmp_path)) == ["labels.json", "labels.json.json"]  # the sidecar says complete: false
 
 
 def test_kill_9_then_resume_appends_without_duplicates(data, tmp_path):
