@@ -331,3 +331,13 @@ def test_closing_the_iterator_stops_the_decoders(stitched):
                                               for t in threading.enumerate()):
         time.sleep(0.05)
     assert not any(t.name == "vivit-window-decode" and t.is_alive() for t in threading.enumerate())
+
+
+def test_cli_refuses_to_replace_outputs_without_force(stitched, tmp_path):
+    seg = tmp_path / "seg.json"
+    seg.write_text("keep me\n")
+    r = _cli(stitched, "--model", "demo", "--segments", seg, "-q", "-f", "jsonl")
+    assert r.exit_code == 2 and "--force" in r.output and seg.read_text() == "keep me\n"
+    r = _cli(stitched, "--model", "demo", "--segments", seg, "-q", "-f", "jsonl", "--force", "--window", "6",
+             "--stride", "6")
+    assert r.exit_code == 0 and json.loads(seg.read_text())[0]["path"] == str(stitched)

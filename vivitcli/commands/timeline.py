@@ -168,6 +168,11 @@ def _check(opts: Options, paths: list[str]) -> None:
         _per_video(value, option, paths)
     if opts.segments is not None:
         _per_video(opts.segments, "--segments", paths[:1])
+    for option, value in (("--segments", opts.segments), ("--srt", opts.srt), ("--vtt", opts.vtt),
+                          ("--html", opts.html)):
+        existing = [t for t in dict.fromkeys(_target(value, p) for p in paths) if os.path.exists(t)] if value else []
+        if existing and not (opts.force or opts.resume):
+            raise UsageError(f"{option} {existing[0]}: the file exists", "add --force to replace it")
     inputs = {os.path.abspath(p) for p in paths}
     for option, value in (("--out", opts.out), ("--segments", opts.segments), ("--srt", opts.srt),
                           ("--vtt", opts.vtt), ("--html", opts.html)):
