@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""VideoMAE pre-training, vivitcli vs transformers' VideoMAEForPreTraining on this CPU: same random weights,
+same input, same 90% tube mask, one run.
+
+VideoMAE-B with its decoder (16x224x224: 1568 tokens; the encoder sees 160 of them, the decoder all 1568).
+For each step kind it prints ms per clip for both, the ratio vivitcli / transformers (< 1 = we are faster)
+and the loss difference:
+
+    python bench/bench_mae.py                     # masked forward + loss, and a training step; batch 1
+    python bench/bench_mae.py --batch 2 --reps 3 --attn eager
+
+Timing: after one warm-up step each, every rep times vivitcli and transformers back to back (alternating which
+goes first); the median rep is reported. forward: under inference_mode. train: forward + loss + backward +
+AdamW step (lr 1e-5). Weights: transformers' random init, loaded into vivitcli through the checkpoint path
+(hub state dict → videomae_pretraining.from_state_dict). Requires transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vivitcli.masking import make_mask  # noqa: E402
+from vivitcli.models.config import ModelConfig  # noqa: E402
+from vivitcli.models.presets import preset  # noqa: E402
+from vivitcli.models.videomae_pretraining import from_state_dict  # noqa: E402
+
+
+def models(attn: str):
+    import transformers
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    config = preset("videomae")
+    torch.manual_seed(0)
+    cfg = transformers.VideoMAEConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
+    ref = transformers.VideoMAEForPreTraining._from_config(cfg, attn_implementation=attn).eval()
+    ours = from_state_dict(ModelConfig.from_dict(config), ref.state_dict(), source="bench", attn=attn).eval()
+    return ref, ours
+
+
+def step(kind: str, model, pixels, mask, is_ref: bool):
+    def loss_of():
+        if is_ref:
+            return model(pixel_values=pixels, bool_masked_pos=mask).loss
+        return model(pixels, mask)[1]
+
+    if kind == "forward":
+        model.eval()
+
+        def run():
+            with torch.inference_mode():
+                return float(loss_of())
+        return run
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of()
+        loss.backward()
+        opt.step()
+        return float(loss)
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"))
+    parser.add_argument("--kinds", default="forward,train")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"# VideoMAE-B pre-training, batch {args.batch}, {args.attn}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    print("| step | vivitcli ms/clip | transformers ms/clip | ratio | loss diff |")
+    print("|---|---:|---:|---:|---:|")
+    for kind in args.kinds.split(","):
+        ref, ours = models(args.attn)   # fresh weights per kind: a training step changes them
+        gen = torch.Generator().manual_seed(1)
+        pixels = torch.randn(args.batch, 16, 3, 224, 224, generator=gen)
+        mask = make_mask(ours.cfg.grid, 0.9, batch=args.batch, seed=0)
+        runs = {"ours": step(kind, ours, pixels, mask, False), "ref": step(kind, ref, pixels, mask, True)}
+        first = {name: run() for name, run in runs.items()}            # warm-up; same weights, so same loss
+        times = {"ours": [], "ref": []}
+        for rep in range(args.reps):
+            for name in (("ours", "ref") if rep % 2 == 0 else ("ref", "ours")):
+                t0 = time.perf_counter()
+                runs[name]()
+                times[name].append((time.perf_counter() - t0) * 1000 / args.batch)
+        a, b = statistics.median(times["ours"]), statistics.median(times["ref"])
+        print(f"| {kind} | {a:.0f} | {b:.0f} | {a / b:.2f} | {abs(first['ours'] - first['ref']):.1e} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
