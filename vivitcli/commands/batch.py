@@ -116,13 +116,13 @@ def records_source(job, cluster: dict | None):
     def distributed(skip):
         done = {os.path.normpath(p) for p in skip}
         todo = [p for p in job.paths if os.path.normpath(p) not in done]
-        ray = on_ray.connect(address)
+        started = on_ray.connect(address)
         try:
             for record in on_ray.run_on_ray(job, todo, **cluster):
                 yield record, None
         finally:
-            if address in (None, "", "local"):
-                ray.shutdown()
+            if started:
+                on_ray.require_ray().shutdown()
     return distributed
 
 
@@ -132,6 +132,8 @@ def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool,
     decoders, gpus_per_worker); raise typer.Exit with the exit code."""
     from vivitcli import output
 
+    if cluster is not None and out is not None and (out.endswith(("/", os.sep)) or os.path.isdir(out)):
+        return run_to_dataset(job, out, cluster, quiet=quiet)
     kind = job.task
     fmt = output.out_format(out, fmt, kind=kind, stdout_isatty=sys.stdout.isatty())
     if resume and out is None:
@@ -182,6 +184,29 @@ def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool,
         sink.close(complete=complete)
     line = summary(reporter.done, len(todo), failed, interrupted=False, out=out)
     if line and not quiet and len(todo) > 1:
+        print(line, file=sys.stderr, flush=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+def run_to_dataset(job, folder: str, cluster: dict, *, quiet: bool) -> None:
+    """`--ray ... --out FOLDER/`: a Parquet dataset written by the workers; errors listed afterwards."""
+    from vivitcli.distributed import ray as on_ray
+
+    on_ray.require_ray()
+    on_ray.quiet_ray_logs()
+    cluster = dict(cluster)
+    address = cluster.pop("address")
+    job.load()
+    started = on_ray.connect(address)
+    try:
+        failed = on_ray.write_dataset(job, job.paths, folder, **cluster)
+    finally:
+        if started:
+            on_ray.require_ray().shutdown()
+    for path, error in failed:
+        print(f"error: {printable(path)}: {error}", file=sys.stderr)
+    line = summary(len(job.paths), len(job.paths), len(failed), interrupted=False, out=None)
+    if line and not quiet:
         print(line, file=sys.stderr, flush=True)
     raise typer.Exit(1 if failed else 0)
 

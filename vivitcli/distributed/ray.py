@@ -80,7 +80,8 @@ def _open_local(row: dict, scratch: str) -> str:
 
 def decode_batch(batch: dict, reader) -> dict:
     """A Ray Data batch function (CPU tasks): rows {index, path[, source][, bytes]} ->
-    {index, path, clip, info, error}, decoded by `reader` (a job's ClipReader)."""
+    {index, path, clip, info, error}, decoded by `reader` (a job's ClipReader); `info` is JSON, `error` is ""
+    when the file decoded."""
     import shutil
 
     scratch = tempfile.mkdtemp(prefix="vivit-ray-")
@@ -107,12 +108,12 @@ def _decode_rows(batch: dict, reader, scratch: str) -> dict:
             infos.append(json.dumps({"indices": np.asarray(info.indices).tolist(),
                                      "timestamps": np.asarray(info.timestamps).tolist(),
                                      "approximate": bool(info.approximate)}))
-            errors.append(None)
+            errors.append("")  # strings only: Ray turns an all-None object column into NaN floats
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as err:  # noqa: BLE001 - a bad file is that row's error, never the job's
             clips.append(np.zeros(EMPTY_SHAPE, dtype=np.float32))
-            infos.append(None)
+            infos.append("")
             errors.append(describe_error(err))
         finally:
             if local is not None and local.startswith(scratch):
@@ -168,7 +169,7 @@ class ClipPredictor:
 
         def read(key):
             path, clip, info, error = decoded[key]
-            if error is not None:
+            if error:
                 raise VideoError(path, str(error))
             meta = json.loads(info)
             views = torch.from_numpy(np.asarray(clip, dtype=np.float32))
@@ -211,18 +212,24 @@ def quiet_ray_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def connect(address: str | None, *, num_cpus: int | None = None):
-    """ray.init for `--ray [auto|ADDRESS]`: "local" starts a private instance, "auto" joins the running
-    cluster (or starts one), anything else is a cluster address (ray://host:10001 or host:6379)."""
+def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
+    """ray.init for `--ray local|auto|ADDRESS`: "local" starts a private instance, "auto" joins the running
+    cluster (or starts one), anything else is a cluster address (ray://host:10001 or host:6379). Returns
+    whether this call started Ray (then the caller shuts it down); an initialised Ray is used as it is."""
     ray = require_ray()
     if ray.is_initialized():
-        return ray
+        return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address in (None, "", "local"):
-        ray.init(num_cpus=num_cpus, **kwargs)
-    else:
-        ray.init(address=address, **kwargs)
-    return ray
+    try:
+        if address in (None, "", "local"):
+            ray.init(num_cpus=num_cpus, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        text = " ".join(str(err).split())[:160]
+        raise UsageError(f"--ray {address}: cannot connect ({text})",
+                         "start the cluster (ray start --head), or use --ray local") from None
+    return True
 
 
 def build_dataset(job, paths: list[str], *, concurrency: int = 1, decoders: int | None = None,
@@ -259,3 +266,17 @@ def run_on_ray(job, paths: list[str], **kwargs) -> Iterator[dict]:
             next_index += 1
     if pending or next_index != len(paths):  # pragma: no cover - Ray lost rows: never write a partial output
         raise RuntimeError(f"Ray returned {next_index + len(pending)} of {len(paths)} results")
+
+
+def write_dataset(job, paths: list[str], folder: str, **kwargs) -> list[tuple[str, str]]:
+    """Write the results for `paths` as a Parquet dataset (part files in `folder`, rows sorted by input
+    index, vivitcli's record schema plus `index`), without collecting them on the driver. Returns the
+    (path, error) pairs of the inputs that failed."""
+    import pyarrow.parquet as pq
+
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise UsageError(f"{folder}: the folder is not empty",
+                         "a Parquet dataset goes into a new or empty folder (part files of two runs would mix)")
+    build_dataset(job, paths, **kwargs).sort("index").write_parquet(folder)
+    table = pq.read_table(folder, columns=["index", "path", "error"]).sort_by("index")
+    return [(row["path"], row["error"]) for row in table.to_pylist() if row["error"] is not None]
