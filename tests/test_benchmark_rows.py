@@ -148,8 +148,8 @@ def test_table_has_the_docs_columns_and_marks_oom():
     header = next(line for line in text.splitlines() if line.startswith("| num_batches"))
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells == ["num_batches", "batch_size", "dtype", "is cuda", "is half", "eager (ms/clip)",
-                     "sdpa (ms/clip)", "Speedup (%)", "Mem eager (MB)", "Mem sdpa (MB)", "Mem saved (%)",
-                     "max abs diff"]
+                     "sdpa (ms/clip)", "Speedup (%)", "spread (ms)", "Mem eager (MB)", "Mem sdpa (MB)",
+                     "Mem saved (%)", "max abs diff"]
     oom_line = next(line for line in text.splitlines() if line.startswith("|") and "OOM" in line)
     assert [c.strip() for c in oom_line.strip("|").split("|")][:6] == ["3", "4", "float32", "False", "False", "OOM"]
     assert "test method" in text
@@ -206,18 +206,44 @@ def test_measure_reports_other_failures_as_errors():
     assert failed.status == "error" and failed.error == "ValueError: unsupported dtype for this op"
 
 
-def test_preset_names_build_random_weights_and_everything_else_loads(tmp_path, monkeypatch):
-    from vivitcli.benchmark.source import resolve
-    from vivitcli.errors import UsageError
+def test_random_names_build_random_weights_and_everything_else_loads(tmp_path, monkeypatch):
+    from vivitcli.benchmark.source import DEFAULT_MODEL, random_names, resolve
 
-    vivit, videomae = resolve("vivit-base"), resolve("videomae-base")
+    vivit, videomae = resolve("random-vivit-b"), resolve("random-videomae-b")
     assert (vivit["model_type"], vivit["num_frames"], vivit["image_size"]) == ("vivit", 32, 224)
     assert (videomae["model_type"], videomae["num_frames"]) == ("videomae", 16)
-    assert resolve("preset:vivit")["model_type"] == "vivit"
-    with pytest.raises(UsageError, match="nope"):
-        resolve("preset:nope")
-    # Hub ids and aliases mean the real checkpoint; a directory named like a preset is a checkpoint.
-    assert resolve("google/vivit-b-16x2-kinetics400") is None and resolve("vivit") is None
-    (tmp_path / "vivit-base").mkdir()
+    assert DEFAULT_MODEL in random_names() and all(n.startswith("random-") for n in random_names())
+    # Hub ids and aliases mean the real checkpoint (videomae-base is MCG-NJU's pre-training checkpoint, never
+    # a random model); the old preset names are no longer random models; a directory is a checkpoint.
+    for name in ("google/vivit-b-16x2-kinetics400", "vivit", "videomae-base", "vivit-base", "preset:vivit"):
+        assert resolve(name) is None, name
+    (tmp_path / "random-vivit-b").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert resolve("vivit-base") is None
+    assert resolve("random-vivit-b") is None
+
+
+def test_noisy_rows_are_flagged():
+    # eager 15.0 vs sdpa 10.5 ms/clip (difference 4.5); eager's steps spread 12 ms/clip: within the noise.
+    noisy = Row(model="m", mode="inference", device="cpu", dtype="float32", batch_size=2, num_batches=3,
+                warmup=1, eager=_ok([30.0, 24.0, 48.0], 300, None), sdpa=_ok([20.0, 22.0, 21.0], 200, None))
+    assert noisy.spread_ms(noisy.eager) == pytest.approx(12.0) and noisy.spread_ms(noisy.sdpa) == pytest.approx(1.0)
+    assert noisy.noisy is True and noisy.to_dict()["noisy"] is True
+    clear = Row(model="m", mode="inference", device="cpu", dtype="float32", batch_size=2, num_batches=3,
+                warmup=1, eager=_ok([30.0, 31.0, 30.5], 300, None), sdpa=_ok([20.0, 22.0, 21.0], 200, None))
+    assert clear.noisy is False
+    one_step = Row(model="m", mode="inference", device="cpu", dtype="float32", batch_size=1, num_batches=1,
+                   warmup=1, eager=_ok([30.0], 300, None), sdpa=_ok([20.0], 200, None))
+    assert one_step.noisy is None and one_step.to_dict()["eager_spread_ms"] is None
+    table = report.to_table([noisy, clear], ENV)
+    lines = [line for line in table.splitlines() if line.startswith("|") and "float32" in line]
+    assert "*" in lines[0].split("|")[8] and "*" not in lines[1].split("|")[8]
+    assert "noisy" in table
+
+
+def test_progress_counts_what_remains():
+    seen = []
+    run_benchmark(["a", "b"], device="cpu", batch_sizes=[1, 2], dtypes=["float32"], modes=["inference"],
+                  steps=1, warmup=0, measure=lambda c: _ok([1.0], 1, [[0.0]]),
+                  on_progress=lambda config, done, total: seen.append((config.model, config.attn, done, total)))
+    assert [s[2] for s in seen] == list(range(8)) and {s[3] for s in seen} == {8}
+    assert seen[0][:2] == ("a", "eager") and seen[-1][:2] == ("b", "sdpa")

@@ -13,6 +13,7 @@ from tests.checkpoints import VIDEOMAE_TINY, VIVIT_TINY, make_tiny_videomae, mak
 from vivitcli.benchmark.measure import make_inputs, measure
 from vivitcli.benchmark.memory import RSS_METHOD
 from vivitcli.benchmark.rows import FIELDS, max_abs_diff
+from vivitcli.models.backends import openvino_available
 from vivitcli.benchmark.spec import Config
 from vivitcli.benchmark.worker import run_isolated
 from vivitcli.cli import app
@@ -106,6 +107,19 @@ def test_cli_json_end_to_end(vivit_dir):
     assert row["max_abs_diff"] < 1e-4
 
 
+@pytest.mark.skipif(not openvino_available(), reason="openvino is not installed (pip install 'vivitcli[openvino]')")
+def test_cli_openvino_backend(vivit_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIVIT_CACHE", str(tmp_path))           # the workers' compiled-model cache
+    result = CliRunner().invoke(app, ["benchmark", "--model", str(vivit_dir), "--backend", "openvino",
+                                      "--steps", "2", "--device", "cpu", "--threads", "1", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert (row["backend"], row["batch_size"], row["dtype"]) == ("openvino", 1, "float32")
+    assert row["eager_status"] == row["sdpa_status"] == "ok"
+    assert row["max_abs_diff"] < 1e-4 and row["eager_spread_ms"] is not None
+    assert len(list((tmp_path / "openvino").glob("*.blob"))) == 2       # eager and sdpa graphs, cached
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dtype", "float64"], "--dtype"),
     (["--batch-sizes", "0,2"], "--batch-sizes"),
@@ -117,6 +131,11 @@ def test_cli_usage_errors(args, message):
     result = CliRunner().invoke(app, ["benchmark", *args])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_cli_unknown_backend_is_refused():
+    result = CliRunner().invoke(app, ["benchmark", "--backend", "tensorrt"])
+    assert result.exit_code == 2 and "--backend" in result.stderr
 
 
 def test_cli_unknown_model_is_one_line(tmp_path):

@@ -26,6 +26,7 @@ def environment(device: str, memory_method: str) -> dict:
         "memory_method": memory_method,
         "ms_per_clip": "median step time / batch size",
         "speedup_pct": "(eager ms / sdpa ms - 1) * 100",
+        "spread_ms": "slowest - fastest timed step, per clip; noisy: a side's spread exceeds |eager - sdpa|",
         "mem_saved_pct": "(eager MB / sdpa MB - 1) * 100, MB = 2**20 bytes",
         "max_abs_diff": "max |eager - sdpa| over the first step's outputs, in float32",
     }
@@ -98,6 +99,11 @@ def _diff(value):
     return "nan" if math.isnan(value) else f"{value:.1e}"
 
 
+def _spread(d: dict) -> str:
+    spreads = [v for v in (d["eager_spread_ms"], d["sdpa_spread_ms"]) if v is not None]
+    return _ms(max(spreads)) if spreads else ""
+
+
 def _cell(row: Row, side: str, text: str) -> str:
     """A measured value, or what happened instead (OOM, skipped, error)."""
     m = getattr(row, side)
@@ -116,22 +122,27 @@ def to_table(rows: list[Row], env: dict) -> str:
     for (model, mode), group in groups.items():
         steps_name = "num_training_steps" if mode == "training" else "num_batches"
         header = [steps_name, "batch_size", "dtype", "is cuda", "is half", "eager (ms/clip)",
-                  "sdpa (ms/clip)", "Speedup (%)", "Mem eager (MB)", "Mem sdpa (MB)", "Mem saved (%)",
-                  "max abs diff"]
+                  "sdpa (ms/clip)", "Speedup (%)", "spread (ms)", "Mem eager (MB)", "Mem sdpa (MB)",
+                  "Mem saved (%)", "max abs diff"]
         body = []
         for r in group:
             d = r.to_dict()
             body.append([
                 str(r.num_batches), str(r.batch_size), r.dtype, str(r.is_cuda), str(r.is_half),
                 _cell(r, "eager", _ms(d["eager_ms_per_clip"])), _cell(r, "sdpa", _ms(d["sdpa_ms_per_clip"])),
-                _pct(d["speedup_pct"]),
+                _pct(d["speedup_pct"]) + (" *" if d["noisy"] else ""), _spread(d),
                 _cell(r, "eager", _mb(d["eager_mem_mb"])), _cell(r, "sdpa", _mb(d["sdpa_mem_mb"])),
                 _pct(d["mem_saved_pct"]), _diff(d["max_abs_diff"]),
             ])
-        out.append(f"### {model}: {mode} ({env['device']}, {env['device_name']}, torch {env['torch_version']})")
+        backend = group[0].backend
+        where = f"{env['device']}" + (f", {backend}" if backend != "torch" else "")
+        out.append(f"### {model}: {mode} ({where}, {env['device_name']}, torch {env['torch_version']})")
         out.append("")
         out.extend(_markdown(header, body))
         notes = [f"- batch {r.batch_size} {r.dtype}: {r.note}" for r in group if r.note]
+        if any(r.noisy for r in group):
+            notes.append("- \\* noisy: the step-to-step spread exceeds the eager/sdpa difference; the speedup is "
+                         "within the noise (more --steps, or a quieter machine)")
         if notes:
             out.append("")
             out.extend(notes)

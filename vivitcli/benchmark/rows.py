@@ -3,6 +3,8 @@ transformers docs' SDPA tables.
 
     Speedup (%)   = (eager time / sdpa time - 1) * 100     e.g. 1.154x faster -> 15.4
     Mem saved (%) = (eager peak / sdpa peak - 1) * 100     e.g. 715.807 / 317.079 MB -> 125.75
+    spread (ms)   = slowest - fastest timed step, per clip; a row is "noisy" when either side's spread
+                    exceeds the eager/sdpa difference it reports (on a shared machine: rerun it)
 
 (The docs' ViViT inference table: 715.807 and 317.079 MB give its 125.75 %.)
 """
@@ -18,8 +20,8 @@ from vivitcli.benchmark.timing import typical_ms
 
 # Flat row fields, in the order JSON objects and CSV columns use.
 FIELDS = (
-    "model", "mode", "device", "dtype", "batch_size", "num_batches", "warmup", "is_cuda", "is_half",
-    "eager_ms_per_clip", "sdpa_ms_per_clip", "speedup_pct",
+    "model", "mode", "device", "backend", "dtype", "batch_size", "num_batches", "warmup", "is_cuda", "is_half",
+    "eager_ms_per_clip", "sdpa_ms_per_clip", "speedup_pct", "eager_spread_ms", "sdpa_spread_ms", "noisy",
     "eager_mem_mb", "sdpa_mem_mb", "mem_saved_pct", "max_abs_diff",
     "eager_status", "sdpa_status", "note",
 )
@@ -66,6 +68,7 @@ class Row:
     warmup: int
     eager: Measurement
     sdpa: Measurement
+    backend: str = "torch"
 
     @property
     def is_cuda(self) -> bool:
@@ -78,6 +81,22 @@ class Row:
     def ms_per_clip(self, m: Measurement) -> float | None:
         ms = typical_ms(m.step_ms) if m.ok else None
         return None if ms is None else ms / self.batch_size
+
+    def spread_ms(self, m: Measurement) -> float | None:
+        """Slowest minus fastest timed step, per clip; None with fewer than two steps."""
+        if not m.ok or len(m.step_ms) < 2:
+            return None
+        return (max(m.step_ms) - min(m.step_ms)) / self.batch_size
+
+    @property
+    def noisy(self) -> bool | None:
+        """True when a side's step-to-step spread exceeds |eager - sdpa| (the difference the row reports):
+        the row's speedup is then within the noise. None when not measurable."""
+        eager, sdpa = self.ms_per_clip(self.eager), self.ms_per_clip(self.sdpa)
+        spreads = [self.spread_ms(self.eager), self.spread_ms(self.sdpa)]
+        if eager is None or sdpa is None or None in spreads:
+            return None
+        return max(spreads) > abs(eager - sdpa)
 
     @staticmethod
     def mem_mb(m: Measurement) -> float | None:
@@ -107,11 +126,13 @@ class Row:
     def to_dict(self) -> dict:
         """The flat record JSON and CSV write (keys in FIELDS order; None where not measured)."""
         values = {
-            "model": self.model, "mode": self.mode, "device": self.device, "dtype": self.dtype,
+            "model": self.model, "mode": self.mode, "device": self.device, "backend": self.backend,
+            "dtype": self.dtype,
             "batch_size": self.batch_size, "num_batches": self.num_batches, "warmup": self.warmup,
             "is_cuda": self.is_cuda, "is_half": self.is_half,
             "eager_ms_per_clip": self.ms_per_clip(self.eager), "sdpa_ms_per_clip": self.ms_per_clip(self.sdpa),
-            "speedup_pct": self.speedup_pct,
+            "speedup_pct": self.speedup_pct, "eager_spread_ms": self.spread_ms(self.eager),
+            "sdpa_spread_ms": self.spread_ms(self.sdpa), "noisy": self.noisy,
             "eager_mem_mb": self.mem_mb(self.eager), "sdpa_mem_mb": self.mem_mb(self.sdpa),
             "mem_saved_pct": self.mem_saved_pct, "max_abs_diff": self.max_abs_diff,
             "eager_status": self.eager.status, "sdpa_status": self.sdpa.status, "note": self.note,

@@ -47,13 +47,15 @@ def run_benchmark(
     threads: int | None = None,
     model_configs: dict[str, dict] | None = None,
     measure: Measure | None = None,
-    on_progress: Callable[[Config], None] | None = None,
+    on_progress: Callable[[Config, int, int], None] | None = None,
+    backend: str = "torch",
 ) -> list[Row]:
     """Measure every planned configuration with both attention implementations.
 
     model_configs: name -> HF config dict for models built with random weights (presets, test models);
     other names are loaded as checkpoints. measure: how one Config is measured (default: per device,
-    see default_measure). on_progress is called before each configuration.
+    see default_measure). on_progress(config, done, total) is called before each measurement (done of total
+    measurements finished so far; skipped ones count as done). backend: torch | openvino | auto.
     """
     import torch
 
@@ -61,22 +63,28 @@ def run_benchmark(
     model_configs = model_configs or {}
     ran_out: dict[tuple, int] = {}  # (model, mode, dtype, attn) -> smallest batch size that ran out
     rows = []
-    for model, mode, dtype, batch in plan(models, modes, dtypes, batch_sizes):
+    planned = plan(models, modes, dtypes, batch_sizes)
+    total, done = len(planned) * len(ATTNS), 0
+    for model, mode, dtype, batch in planned:
         base = Config(model=model, device=device, dtype=dtype, batch_size=batch, mode=mode, steps=steps,
-                      warmup=warmup, seed=seed, threads=threads, model_config=model_configs.get(model))
+                      warmup=warmup, seed=seed, threads=threads, model_config=model_configs.get(model),
+                      backend=backend)
         results = {}
         for attn in ATTNS:
             key = (model, mode, dtype, attn)
             if key in ran_out:
                 results[attn] = Measurement(status=SKIPPED,
                                             error=f"skipped: batch size {ran_out[key]} ran out of memory")
+                done += 1
                 continue
             config = replace(base, attn=attn)
             if on_progress is not None:
-                on_progress(config)
+                on_progress(config, done, total)
             results[attn] = measure(config)
+            done += 1
             if results[attn].status == OOM:
                 ran_out[key] = batch
         rows.append(Row(model=model, mode=mode, device=device, dtype=dtype, batch_size=batch,
-                        num_batches=steps, warmup=warmup, eager=results["eager"], sdpa=results["sdpa"]))
+                        num_batches=steps, warmup=warmup, eager=results["eager"], sdpa=results["sdpa"],
+                        backend=backend))
     return rows

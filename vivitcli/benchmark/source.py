@@ -1,30 +1,33 @@
-"""Which model a benchmark name means: an architecture preset (random weights, runs offline) or a checkpoint.
+"""Which model a benchmark name means: a random-weight architecture (runs offline) or a checkpoint.
 
-    vivit-base       ViViT-B/16x2 (google/vivit-b-16x2-kinetics400's config.json: 32 x 224 x 224, 3137 tokens)
-    videomae-base    VideoMAE-B (MCG-NJU/videomae-base-finetuned-kinetics's config.json: 16 x 224 x 224, 1568)
-    preset:NAME      any vivitcli.models.presets name or alias (e.g. preset:vivit)
-
-Random weights time and measure exactly like trained ones, and need no download. Anything else (hub id,
-alias, directory) is a real checkpoint for vivitcli.load_model; an existing directory always is.
+The random-weight names are the "random" rows of vivitcli.models.names (e.g. random-vivit-b: ViViT-B/16x2,
+32 x 224 x 224, 3137 tokens; random-videomae-b: VideoMAE-B, 16 x 224 x 224, 1568 tokens); their configs are
+the hub checkpoints' config.json dicts in vivitcli.models.presets. Random weights time and measure exactly
+like trained ones and need no download. Anything else (hub id, alias, directory) is a real checkpoint for
+vivitcli.load_model; an existing directory always is.
 """
 
 from __future__ import annotations
 
 import os
 
-PRESET_NAMES = {"vivit-base": "vivit", "videomae-base": "videomae"}
-PREFIX = "preset:"
-DEFAULT_MODEL = "vivit-base"
+from vivitcli.models.names import DEFAULT_BENCHMARK_MODEL, alias_names, lookup
+
+DEFAULT_MODEL = DEFAULT_BENCHMARK_MODEL
+
+
+def random_names() -> list[str]:
+    """The names that build random weights (for help texts and completions)."""
+    return alias_names("random")
 
 
 def resolve(name: str) -> dict | None:
-    """The config dict of preset `name`, or None when `name` should be loaded as a checkpoint."""
+    """The config dict of random-weight model `name`, or None when `name` should be loaded as a checkpoint."""
     if os.path.isdir(name):
+        return None
+    entry = lookup(name)
+    if entry is None or entry.kind != "random":
         return None
     from vivitcli.models.presets import preset
 
-    if name in PRESET_NAMES:
-        return preset(PRESET_NAMES[name])
-    if name.startswith(PREFIX):
-        return preset(name[len(PREFIX):])  # UsageError naming the known presets when unknown
-    return None
+    return preset(entry.target)

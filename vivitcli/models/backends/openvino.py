@@ -84,10 +84,13 @@ def precision_for(dtype="auto") -> str:
 
 
 def default_cache_dir() -> Path:
-    """<cache>/openvino, <cache> as the probe's embedding cache has it ($VIVIT_CACHE, XDG, ~/.cache/vivitcli)."""
-    from vivitcli.probe.cache import default_cache_dir as vivit_cache
-
-    return vivit_cache() / "openvino"
+    """<cache>/openvino: <cache> is $VIVIT_CACHE, else $XDG_CACHE_HOME/vivitcli (~/.cache/vivitcli), the rule
+    the probe's embedding cache follows too."""
+    env = os.environ.get("VIVIT_CACHE")
+    if env:
+        return Path(env).expanduser() / "openvino"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "vivitcli" / "openvino"
 
 
 class OpenVINOModel:
