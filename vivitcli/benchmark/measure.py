@@ -48,6 +48,10 @@ def build_torch(config: Config):
     eager and sdpa, measured in separate processes, get identical weights), else the loaded checkpoint."""
     from vivitcli.benchmark.source import resolve
 
+    if config.mode.startswith("pretraining"):  # VideoMAE with its decoder
+        from vivitcli.benchmark import pretraining
+        return pretraining.build(config)
+
     model_config = config.model_config if config.model_config is not None else resolve(config.model)
     kwargs = dict(device=config.device, dtype=config.dtype, attn=config.attn)
     if model_config is not None:
@@ -88,6 +92,10 @@ def make_step(model, pixels, mode: str, seed: int):
     checkpoint). inference: one forward under inference_mode. training: forward, a loss (cross-entropy
     against fixed random labels; mean square for an embedding), backward and an AdamW step."""
     import torch
+
+    if mode.startswith("pretraining"):  # masked forward + loss (+ training step): benchmark/pretraining.py
+        from vivitcli.benchmark import pretraining
+        return pretraining.make_step(model, pixels, mode, seed)
 
     if mode == "inference":
         model.eval()

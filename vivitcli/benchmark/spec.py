@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 ATTNS = ("eager", "sdpa")
-MODES = ("inference", "training")
+MODES = ("inference", "training", "pretraining", "pretraining-training")  # pretraining*: benchmark/pretraining.py
 DTYPES = ("float32", "float16", "bfloat16")
 DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16",
                  "bf16": "bfloat16"}
