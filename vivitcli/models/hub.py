@@ -10,7 +10,6 @@ is on (HF_HUB_OFFLINE=1, or TRANSFORMERS_OFFLINE=1).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -227,7 +226,9 @@ def _check_reachable(timeout: float = 3.0) -> None:
     import socket
     from urllib.parse import urlparse
 
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT or "https://huggingface.co")          # HF_ENDPOINT, as huggingface_hub reads it
     host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((host, port), timeout=timeout).close()
