@@ -84,6 +84,7 @@ _vivit() {
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
                 --steps) return ;;
                 --warmup) return ;;
+                --backend) COMPREPLY=($(compgen -W "torch openvino auto" -- "$cur")); return ;;
                 --mode) return ;;
                 --format|-f) return ;;
                 --video) return ;;
@@ -91,7 +92,7 @@ _vivit() {
                 --threads) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --batch-sizes -b --dtype --device --steps --warmup --mode --format -f --video --seed --threads --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --batch-sizes -b --dtype --device --steps --warmup --backend --mode --format -f --video --seed --threads --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         convert)

@@ -85,12 +85,13 @@ _vivit_models() {
 
 _vivit_benchmark() {
     _arguments -s -S \
-        *{--model,-m}'[Preset (vivit-base, videomae-base\: full-size architectures with ran...]:model:_vivit_model_names' \
+        *{--model,-m}'[random-vivit-b or random-videomae-b (full-size architectures with r...]:model:_vivit_model_names' \
         '(--batch-sizes -b)'{--batch-sizes,-b}'[Comma-separated batch sizes]:batch-sizes: ' \
         '--dtype[Comma-separated dtypes\: float32, float16, bfloat16 (or fp32, fp16,...]:dtype:(auto float32 float16 bfloat16)' \
         '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
         '--steps[Timed steps per configuration]:steps: ' \
         '--warmup[Untimed steps before them]:warmup: ' \
+        '--backend[torch (the reference), openvino (CPU; needs the openvino extra), or...]:backend:(torch openvino auto)' \
         '--mode[inference, training (forward + backward + AdamW step), or both\: inf...]:mode: ' \
         '(--format -f)'{--format,-f}'[table (markdown, the docs'\'' layout), json or csv]:format: ' \
         '*--video[Time each stage of the real pipeline on these files instead\: probe,...]:video:_files' \
