@@ -95,9 +95,7 @@ def train(
                              standalone=standalone, cache=None if no_cache else (str(cache) if cache else True),
                              batch_size=batch_size, workers=workers, device=device, dtype=dtype, attn=attn,
                              ext=ext, progress=progress)
-    for note in result.notes:
-        if not quiet:
-            print(f"vivit: {note}", file=sys.stderr)
+    _summary(result, quiet)
     if fmt_value == "json":
         _print_json(result.to_dict())
     else:
@@ -145,6 +143,7 @@ def evaluate(
                                 cache=None if no_cache else (str(cache) if cache else True), batch_size=batch_size,
                                 workers=workers, device=device, dtype=dtype, attn=attn, ext=ext,
                                 progress=progress)
+    _summary(result, quiet)
     if fmt_value == "json":
         _print_json(result.to_dict())
     else:
@@ -174,6 +173,17 @@ def _sampling(sampling, frames, frame_step, clips, start, end, seed):
 
     return Sampling(sampling=sampling.value if sampling else None, frames=frames, frame_step=frame_step,
                     clips=clips, start=start, end=end, seed=seed)
+
+
+def _summary(result, quiet: bool) -> None:
+    """Notes (class imbalance) and the count of skipped clips on stderr, unless --quiet."""
+    if quiet:
+        return
+    for note in result.notes:
+        print(f"vivit: {note}", file=sys.stderr)
+    if result.errors:
+        print(f"vivit: {len(result.errors)} of {result.stats['clips']} clips could not be read and were left out",
+              file=sys.stderr)
 
 
 def _format(fmt) -> str:
