@@ -80,6 +80,9 @@ def _classify_option(param, aliases: list[str]) -> Opt:
         return Opt(names, help_text, "choice", words)
     if "--model" in names and "alias" in (getattr(param, "help", "") or ""):
         return Opt(names, help_text, "model", aliases)
+    custom = getattr(param, "_custom_shell_complete", None)
+    if custom is not None:  # the option's own autocompletion callback knows its values
+        return Opt(names, help_text, "choice", [item.value for item in custom(None, param, "")])
     for name in names:
         if name in VALUE_HINTS:
             return Opt(names, help_text, "choice", VALUE_HINTS[name])

@@ -115,14 +115,14 @@ _vivit() {
             ;;
         sample-clip)
             case "$prev" in
-                --class|-c) return ;;
+                --class|-c) COMPREPLY=($(compgen -W "moving-left moving-right moving-up moving-down growing shrinking" -- "$cur")); return ;;
                 --seed|-s) return ;;
                 --size) return ;;
                 --fps) return ;;
                 --duration) return ;;
-                --codec) return ;;
-                --shape) return ;;
-                --background) return ;;
+                --codec) COMPREPLY=($(compgen -W "h264 mpeg4 vp9" -- "$cur")); return ;;
+                --shape) COMPREPLY=($(compgen -W "disc square" -- "$cur")); return ;;
+                --background) COMPREPLY=($(compgen -W "solid noise" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--class -c --seed -s --size --fps --duration --codec --shape --background --quiet -q --help -h" -- "$cur"))

@@ -111,14 +111,14 @@ complete -c vivit -n '__fish_seen_subcommand_from convert' -l quiet -s q -d 'No 
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l debug -d 'Show tracebacks for errors'
 complete -c vivit -n '__fish_seen_subcommand_from convert' -l help -s h -d 'Show help and exit'
 complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -F
-complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l class -s c -x -d 'One of: moving left, moving right, moving up, moving down, growing,...'
+complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l class -s c -x -a 'moving-left moving-right moving-up moving-down growing shrinking' -d 'One of: moving left, moving right, moving up, moving down, growing,...'
 complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l seed -s s -x -d 'Seed for everything not fixed by an option'
 complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l size -x -d 'WIDTHxHEIGHT, e.g'
 complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l fps -x -d 'Frames per second'
 complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l duration -x -d 'Seconds'
-complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l codec -x -d 'h264, mpeg4 or vp9'
-complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l shape -x -d 'disc or square'
-complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l background -x -d 'solid or noise'
+complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l codec -x -a 'h264 mpeg4 vp9' -d 'h264, mpeg4, vp9'
+complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l shape -x -a 'disc square' -d 'disc or square'
+complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l background -x -a 'solid noise' -d 'solid or noise'
 complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l quiet -s q -d 'No progress bar and no warnings on stderr'
 complete -c vivit -n '__fish_seen_subcommand_from sample-clip' -l help -s h -d 'Show help and exit'
 complete -c vivit -n '__fish_seen_subcommand_from reconstruct' -F

@@ -127,14 +127,14 @@ _vivit_convert() {
 
 _vivit_sample_clip() {
     _arguments -s -S \
-        '(--class -c)'{--class,-c}'[One of\: moving left, moving right, moving up, moving down, growing,...]:class: ' \
+        '(--class -c)'{--class,-c}'[One of\: moving left, moving right, moving up, moving down, growing,...]:class:(moving-left moving-right moving-up moving-down growing shrinking)' \
         '(--seed -s)'{--seed,-s}'[Seed for everything not fixed by an option]:seed: ' \
         '--size[WIDTHxHEIGHT, e.g]:size: ' \
         '--fps[Frames per second]:fps: ' \
         '--duration[Seconds]:duration: ' \
-        '--codec[h264, mpeg4 or vp9]:codec: ' \
-        '--shape[disc or square]:shape: ' \
-        '--background[solid or noise]:background: ' \
+        '--codec[h264, mpeg4, vp9]:codec:(h264 mpeg4 vp9)' \
+        '--shape[disc or square]:shape:(disc square)' \
+        '--background[solid or noise]:background:(solid noise)' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '(--help -h)'{--help,-h}'[Show help and exit]' \
         '*:file:_files'

@@ -122,14 +122,56 @@ def test_pipeline_averages_views_and_splits_them_across_batches(tmp_path):
 
 def test_pipeline_reports_failed_files_and_goes_on(tmp_path):
     paths = _files(tmp_path, 4)
-    missing = str(tmp_path / "missing.mp4")
-    paths.insert(2, missing)
     views = {p: (1, 1.0) for p in paths}
     results = list(Pipeline(_reader(views, fail={paths[0]}), FakeModel(), batch_size=2).run(paths))
     assert [r.path for r in results] == paths
     assert results[0].error == "cannot decode video" and isinstance(results[0].exception, VideoError)
-    assert results[2].error == "no such file"
-    assert [r.error for r in results[1:2] + results[3:]] == [None, None, None]
+    assert [r.error for r in results[1:]] == [None, None, None]
+
+
+def test_the_job_reader_names_missing_files_and_folders(tmp_path):
+    from vivitcli.tasks import ClipReader
+
+    reader = ClipReader(preprocessor=None, num_frames=4, read_kw={})
+    with pytest.raises(VideoError, match="no such file"):
+        reader(str(tmp_path / "missing.mp4"))
+    with pytest.raises(VideoError, match="is a folder"):
+        reader(str(tmp_path))
+
+
+def test_a_model_error_fails_only_that_batchs_files(tmp_path):
+    paths = _files(tmp_path, 5)
+    views = {p: (1, float(i)) for i, p in enumerate(paths)}
+    calls = []
+
+    def compute(batch):
+        calls.append(batch.shape[0])
+        if len(calls) == 2:  # the second batch (files 2 and 3) blows up inside the model
+            raise MemoryError("out of memory in attention")
+        return batch.reshape(batch.shape[0], -1)[:, :2].float()
+
+    results = list(Pipeline(_reader(views), compute, batch_size=2, workers=1).run(paths))
+    assert [r.path for r in results] == paths
+    assert [r.error for r in results] == [None, None, "MemoryError: out of memory in attention",
+                                          "MemoryError: out of memory in attention", None]
+    assert float(results[4].output[0]) == 4.0
+
+
+def test_clips_of_different_shapes_never_share_a_batch(tmp_path):
+    paths = _files(tmp_path, 4)
+    shapes = {paths[0]: (2, 8, 8), paths[1]: (2, 8, 12), paths[2]: (2, 8, 8), paths[3]: (2, 8, 12)}
+    seen = []
+
+    def read(path):
+        return torch.zeros(shapes[path]).unsqueeze(1).expand(-1, 3, -1, -1), None
+
+    def compute(batch):
+        seen.append(tuple(batch.shape))
+        return torch.zeros(batch.shape[0], 1)
+
+    results = list(Pipeline(read, compute, batch_size=2, workers=1).run(paths))
+    assert [r.error for r in results] == [None] * 4
+    assert sorted(seen) == [(2, 2, 3, 8, 8), (2, 2, 3, 8, 12)]
 
 
 def test_pipeline_decodes_next_files_while_the_model_computes(tmp_path):
@@ -160,7 +202,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bar_only_on_a_terminal_and_never_when_quiet():
-    from vivitcli.commands._common import Reporter
+    from vivitcli.commands.batch import Reporter
 
     term = _Terminal()
     rep = Reporter(2, quiet=False, stream=term)
@@ -178,3 +220,23 @@ def test_progress_bar_only_on_a_terminal_and_never_when_quiet():
         rep.log("error: b.mp4: empty file")
         rep.close()
         assert stream.getvalue() == "error: b.mp4: empty file\n"
+
+
+def test_eta_is_the_mean_time_per_file_times_the_files_left(monkeypatch):
+    from vivitcli.commands import batch
+
+    clock = iter([100.0, 110.0])  # start, then 10 s later
+    monkeypatch.setattr(batch.time, "perf_counter", lambda: next(clock))
+    rep = batch.Reporter(10, quiet=True)
+    assert rep.eta_seconds() is None
+    rep.done = 4  # four files finished together at the end of a batch
+    assert rep.eta_seconds() == pytest.approx(10.0 / 4 * 6)
+
+
+def test_summary_lines():
+    from vivitcli.commands.batch import summary
+
+    assert summary(8, 30, 0, interrupted=True, out="o.jsonl") == "vivit: 8/30 done; rerun with --resume to finish"
+    assert summary(8, 30, 0, interrupted=True, out=None) == "vivit: 8/30 done"
+    assert summary(30, 30, 2, interrupted=False, out=None) == "vivit: 28/30 done, 2 failed"
+    assert summary(30, 30, 0, interrupted=False, out="o.jsonl") is None

@@ -21,17 +21,9 @@ from fractions import Fraction
 
 import numpy as np
 
-CLASSES = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
+from vivitcli.demo.names import BACKGROUNDS, CLASSES, CODECS, CONTAINERS, SHAPES  # noqa: F401 - re-exported
+
 ASPECTS = {"4:3": (4, 3), "16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
-SHAPES = ("disc", "square")
-BACKGROUNDS = ("solid", "noise")
-# codec name -> (PyAV encoder, default container extension)
-CODECS = {"h264": ("libx264", ".mp4"), "mpeg4": ("mpeg4", ".mp4"), "vp9": ("libvpx-vp9", ".webm")}
-# Containers each codec may be written into (by file extension).
-CONTAINERS = {
-    ".mp4": ("h264", "mpeg4", "vp9"), ".mov": ("h264", "mpeg4"), ".mkv": ("h264", "mpeg4", "vp9"),
-    ".webm": ("vp9",), ".avi": ("h264", "mpeg4"),
-}
 COMMON_FPS = (Fraction(12), Fraction(15), Fraction(24000, 1001), Fraction(24), Fraction(25),
               Fraction(30000, 1001), Fraction(30), Fraction(50), Fraction(60000, 1001), Fraction(60))
 

@@ -55,10 +55,18 @@ Model = Annotated[
         rich_help_panel=MODEL_PANEL,
     ),
 ]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)]
+def words(values):
+    """A Typer autocompletion callback offering `values`; completions/generate.py writes them into the static
+    scripts, so each option's values are listed once, where the option is declared."""
+    values = list(values)
+    return lambda ctx, args, incomplete: [v for v in values if v.startswith(incomplete)]
+
+
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL,
+                                     autocompletion=words(["auto", "cpu", "cuda", "mps"]))]
 Dtype = Annotated[
     str, typer.Option("--dtype", help=f"auto, {', '.join(DTYPE_NAMES)} (also fp32, fp16, bf16).",
-                      rich_help_panel=MODEL_PANEL)
+                      rich_help_panel=MODEL_PANEL, autocompletion=words(["auto", *DTYPE_NAMES]))
 ]
 
 

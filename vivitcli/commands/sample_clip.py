@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vivitcli.commands.options import Quiet
+from vivitcli.commands.options import Quiet, words
+from vivitcli.demo.names import BACKGROUNDS, CLASSES, CODECS, CONTAINERS, SHAPES, class_words
 from vivitcli.errors import UsageError, VivitError
-
-_CLASSES = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
 
 
 def command(
@@ -20,8 +19,8 @@ def command(
     ),
     label: Annotated[
         Optional[str],
-        typer.Option("--class", "-c", help=f"One of: {', '.join(_CLASSES)}. [default: drawn from the seed]",
-                     show_default=False),
+        typer.Option("--class", "-c", help=f"One of: {', '.join(CLASSES)}. [default: drawn from the seed]",
+                     show_default=False, autocompletion=words(class_words())),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Seed for everything not fixed by an option.")] = 0,
     size: Annotated[
@@ -34,12 +33,14 @@ def command(
                                                       show_default=False)] = None,
     codec: Annotated[
         Optional[str],
-        typer.Option("--codec", help="h264, mpeg4 or vp9. [default: vp9 for .webm, else h264]", show_default=False),
+        typer.Option("--codec", help=f"{', '.join(CODECS)}. [default: vp9 for .webm, else h264]",
+                     show_default=False, autocompletion=words(list(CODECS))),
     ] = None,
-    shape: Annotated[Optional[str], typer.Option("--shape", help="disc or square. [default: drawn]",
-                                                 show_default=False)] = None,
+    shape: Annotated[Optional[str], typer.Option("--shape", help=f"{' or '.join(SHAPES)}. [default: drawn]",
+                                                 show_default=False, autocompletion=words(SHAPES))] = None,
     background: Annotated[
-        Optional[str], typer.Option("--background", help="solid or noise. [default: drawn]", show_default=False)
+        Optional[str], typer.Option("--background", help=f"{' or '.join(BACKGROUNDS)}. [default: drawn]",
+                                    show_default=False, autocompletion=words(BACKGROUNDS))
     ] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -49,9 +50,9 @@ def command(
     Prints one line describing the clip on stdout (nothing with --quiet).
     """
     if label is not None:
-        matches = [c for c in _CLASSES if c == label.strip().lower().replace("-", " ").replace("_", " ")]
+        matches = [c for c in CLASSES if c == label.strip().lower().replace("-", " ").replace("_", " ")]
         if not matches:
-            raise UsageError(f"unknown class {label!r}; use one of: {', '.join(repr(c) for c in _CLASSES)}")
+            raise UsageError(f"unknown class {label!r}; use one of: {', '.join(repr(c) for c in CLASSES)}")
         label = matches[0]
     width = height = None
     if size is not None:
@@ -66,14 +67,12 @@ def command(
     if duration is not None and not 0.1 <= duration <= 600:
         raise UsageError(f"--duration {duration:g}: expected 0.1 to 600 seconds")
     ext = output.suffix.lower()
-    containers = {".mp4", ".webm", ".mkv", ".mov", ".avi"}
-    if ext not in containers:
-        raise UsageError(f"{output}: unsupported extension {ext or '(none)'}; use one of {', '.join(sorted(containers))}")
+    if ext not in CONTAINERS:
+        raise UsageError(f"{output}: unsupported extension {ext or '(none)'}; use one of {', '.join(sorted(CONTAINERS))}")
     if codec is None:
         codec = "vp9" if ext == ".webm" else "h264"
-    for name, value, allowed in (("--codec", codec, ("h264", "mpeg4", "vp9")),
-                                 ("--shape", shape, ("disc", "square")),
-                                 ("--background", background, ("solid", "noise"))):
+    for name, value, allowed in (("--codec", codec, tuple(CODECS)), ("--shape", shape, SHAPES),
+                                 ("--background", background, BACKGROUNDS)):
         if value is not None and value not in allowed:
             raise UsageError(f"{name} {value!r}: use one of {', '.join(allowed)}")
 
@@ -81,9 +80,9 @@ def command(
 
     spec = synthetic.sample_spec(seed, label=label, width=width, height=height, fps=fps, duration=duration,
                                  codec=codec, shape=shape, background=background)
-    if spec.codec not in synthetic.CONTAINERS[ext]:
+    if spec.codec not in CONTAINERS[ext]:
         raise UsageError(f"{output}: {spec.codec} cannot go into a {ext} file; "
-                         f"use one of {', '.join(synthetic.CONTAINERS[ext])} or another extension")
+                         f"use one of {', '.join(CONTAINERS[ext])} or another extension")
     if output.parent and not output.parent.exists():
         raise VivitError(f"{output}: directory {output.parent} does not exist")
     tmp = output.with_name(f".{output.stem}.partial{output.suffix}")
