@@ -22,7 +22,10 @@ def hf_processor(model_type: str, **kwargs):
         warnings.simplefilter("ignore")
         if model_type == "vivit":
             return transformers.VivitImageProcessor(**kwargs)
-        return transformers.VideoMAEImageProcessor(**kwargs)
+        # The PIL processor, also where torchvision is installed (VideoMAEImageProcessor then resizes with
+        # torchvision, up to one 8-bit step away on many more values: see bench/preprocess_parity.py).
+        cls = getattr(transformers, "VideoMAEImageProcessorPil", transformers.VideoMAEImageProcessor)
+        return cls(**kwargs)
 
 
 def hf_pixels(processor, frames: np.ndarray) -> torch.Tensor:
