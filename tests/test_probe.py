@@ -362,3 +362,28 @@ def test_report_counts_precision_recall_and_confusion():
     assert (b["precision"], b["recall"]) == (0.5, 1.0)
     assert c["precision"] is None and c["recall"] == 0.0  # never predicted: precision undefined
     assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+
+
+def test_eval_clips_averages_views_like_classify(clips, trained, tmp_path):
+    """--clips K: K windows per clip, the head on their mean embedding = the mean of their logits."""
+    import vivitcli
+    from vivitcli.tasks import Sampling
+
+    data = tmp_path / "few"
+    for name in GROUPS:
+        (data / name).mkdir(parents=True)
+        for f in sorted((clips["test"] / name).iterdir())[:2]:
+            os.symlink(f, data / name / f.name)
+    r = _invoke(["probe", "eval", data, "-m", trained["out"], "--clips", "2", "--cache", trained["cache"],
+                 "-f", "json"])
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["stats"]["embedded"] == 6 and report["metrics"]["num_clips"] == 6  # a new key: 2 views
+    records = list(vivitcli.classify(data, model=str(trained["out"]), top_k=1, sampling=Sampling(clips=2)))
+    right = sum(rec.labels[0].label == Path(rec.path).parent.name for rec in records)
+    assert report["metrics"]["accuracy"] == pytest.approx(right / 6)
+
+
+def test_a_probe_is_not_a_backbone(trained, clips, tmp_path):
+    r = _invoke(["probe", "train", clips["train"], "-m", trained["out"], "-o", tmp_path / "p2", "--no-cache"])
+    assert r.exit_code == 2 and "is a probe model" in r.stderr and len(r.stderr.splitlines()) == 1

@@ -159,7 +159,9 @@ def prepare_out_dir(out) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder", "pick a new folder for the probe model")
-    if out.is_dir() and any(out.iterdir()) and not is_probe_dir(out):
+    # Only what save_probe writes (an interrupted save may have left no probe.json, or a temporary file).
+    ours = {PROBE_FILE, HEAD_FILE, BACKBONE_DIR}
+    if out.is_dir() and not all(p.name in ours or p.name.startswith(".") for p in out.iterdir()):
         raise UsageError(f"{out}: folder is not empty and holds no {PROBE_FILE}",
                          "pick a new or empty folder (a previous probe model there is replaced)")
     return out

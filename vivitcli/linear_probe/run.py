@@ -106,7 +106,8 @@ def train(data, model, *, out=None, pool: str = "default", sampling=None, frames
     """
     from vivitcli.inputs import parse_extensions
     from vivitcli.linear_probe.embeddings import embed_clips
-    from vivitcli.linear_probe.model import ProbeModel, backbone_reference, prepare_out_dir, save_probe
+    from vivitcli.linear_probe.model import (ProbeModel, backbone_reference, is_probe_dir, prepare_out_dir,
+                                             save_probe)
     from vivitcli.tasks import POOLS, load
 
     if pool not in POOLS:
@@ -116,7 +117,8 @@ def train(data, model, *, out=None, pool: str = "default", sampling=None, frames
     dataset.check_counts(clips, list(range(len(clips.paths))))
     if out is not None:
         prepare_out_dir(out)
-    reference = backbone_reference(model, None if not isinstance(model, (str, Path)) else model)
+    if isinstance(model, (str, Path)) and is_probe_dir(model):
+        raise UsageError(f"{model}: is a probe model", "train on its backbone instead")
     backbone = load(model, device=device, dtype=dtype, attn=attn)
     reference = backbone_reference(backbone, model if isinstance(model, (str, Path)) else None)
 
