@@ -163,35 +163,37 @@ def _rand(rng, *shape, scale=0.2):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
-def _scenic_encoder(rng, dim, heads, mlp, layers, tokens) -> dict:
+def _scenic_encoder(rng, dim, heads, mlp, layers, tokens, scale=0.2) -> dict:
     hd = dim // heads
     enc = {"posembed_input": {"pos_embedding": _rand(rng, 1, tokens, dim)},
            "encoder_norm": {"scale": 1 + _rand(rng, dim), "bias": _rand(rng, dim)}}
     for i in range(layers):
-        attn = {n: {"kernel": _rand(rng, dim, heads, hd), "bias": _rand(rng, heads, hd)}
+        attn = {n: {"kernel": _rand(rng, dim, heads, hd, scale=scale), "bias": _rand(rng, heads, hd)}
                 for n in ("query", "key", "value")}
-        attn["out"] = {"kernel": _rand(rng, heads, hd, dim), "bias": _rand(rng, dim)}
+        attn["out"] = {"kernel": _rand(rng, heads, hd, dim, scale=scale), "bias": _rand(rng, dim)}
         enc[f"encoderblock_{i}"] = {
             "LayerNorm_0": {"scale": 1 + _rand(rng, dim), "bias": _rand(rng, dim)},
             "MultiHeadDotProductAttention_0": attn,
             "LayerNorm_1": {"scale": 1 + _rand(rng, dim), "bias": _rand(rng, dim)},
-            "MlpBlock_0": {"Dense_0": {"kernel": _rand(rng, dim, mlp), "bias": _rand(rng, mlp)},
-                           "Dense_1": {"kernel": _rand(rng, mlp, dim), "bias": _rand(rng, dim)}},
+            "MlpBlock_0": {"Dense_0": {"kernel": _rand(rng, dim, mlp, scale=scale), "bias": _rand(rng, mlp)},
+                           "Dense_1": {"kernel": _rand(rng, mlp, dim, scale=scale), "bias": _rand(rng, dim)}},
         }
     return enc
 
 
 def scenic_fe_params(*, seed=0, dim=32, frames=4, image=32, tubelet=(2, 8, 8), channels=3, spatial=(2, 4, 64),
-                     temporal=(3, 2, 48), classes=5, classifier="token") -> dict:
-    """A random SpaceTimeViViT parameter tree. spatial / temporal: (layers, heads, mlp) — they differ on purpose."""
+                     temporal=(3, 2, 48), classes=5, classifier="token", scale=0.2) -> dict:
+    """A random SpaceTimeViViT parameter tree. spatial / temporal: (layers, heads, mlp) — they differ on purpose.
+    scale: std of the block kernels (0.2 exercises tiny models; ~0.02 keeps full-size ones in a trained range)."""
     rng = np.random.default_rng(seed)
     ft, fh, fw = tubelet
     token = int(classifier == "token")
     params = {
         "embedding": {"kernel": _rand(rng, ft, fh, fw, channels, dim, scale=0.05), "bias": _rand(rng, dim)},
         "SpatialTransformer": _scenic_encoder(rng, dim, spatial[1], spatial[2], spatial[0],
-                                              token + (image // fh) * (image // fw)),
-        "TemporalTransformer": _scenic_encoder(rng, dim, temporal[1], temporal[2], temporal[0], token + frames // ft),
+                                              token + (image // fh) * (image // fw), scale),
+        "TemporalTransformer": _scenic_encoder(rng, dim, temporal[1], temporal[2], temporal[0], token + frames // ft,
+                                               scale),
         "pre_logits": {},
     }
     if token:

@@ -139,6 +139,10 @@ def test_class_splits_flag_and_its_errors(tmp_path):
     model = vivitcli.load_model(str(tmp_path / "a"), device="cpu")
     assert model.class_splits == [("hand", 2), ("tool", 3)] and model.head_labels["tool"] == \
         ["LABEL_2", "LABEL_3", "LABEL_4"]
+    # A converted vivit_fe folder converts again (here: re-cast), keeping its heads.
+    res = run(tmp_path / "a", tmp_path / "a16", "--dtype", "bfloat16")
+    assert res.exit_code == 0 and "[from hf-safetensors]" in res.stdout and "heads hand 2, tool 3" in res.stdout
+    assert json.loads((tmp_path / "a16" / "config.json").read_text())["class_splits"] == [["hand", 2], ["tool", 3]]
     for flag, message in (("hand:2,tool:4", "add up to 6"), ("hand2", "NAME:SIZE")):
         res = run(ckpt, tmp_path / "b", "--image-size", "32", "--class-splits", flag)
         assert res.exit_code == 2 and message in res.stderr and not (tmp_path / "b").exists()
@@ -172,6 +176,14 @@ def test_orbax_folders_and_models_3_4_get_one_line(tmp_path):
     res = run(write_checkpoint(tmp_path, params), tmp_path / "out", "--image-size", "32")
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 1 and len(lines) == 1 and "factorised self-attention ViViT (model 3)" in lines[0]
+
+    # Model 4 (factorised dot-product attention) keeps model 1's tree without a class token.
+    fe = scenic_fe_params(classifier="gap")
+    model4 = {"embedding": fe["embedding"], "Transformer": fe["SpatialTransformer"],
+              "output_projection": fe["output_projection"]}
+    res = run(write_checkpoint(tmp_path, model4, "params", name="m4"), tmp_path / "out", "--image-size", "32")
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1 and "(model 4" in lines[0]
     assert not (tmp_path / "out").exists()
 
 

@@ -61,13 +61,13 @@ def apply_labels(config: dict, state: dict, opts: ConvertOptions, notes: list) -
     splits = parse_class_splits(opts.class_splits) if opts.class_splits else None
     if epic and n != sum(size for _, size in EPIC_SPLITS):
         raise UsageError(f"--labels {spec}: 397 names (noun 300 + verb 97), the classifier has {n} classes")
+    if splits is None and config.get("class_splits") and not epic:
+        splits = [(str(a), int(b)) for a, b in config["class_splits"]]   # a vivit_fe source that had them
     if splits is None and (epic or (config.get("model_type") == "vivit_fe" and n == 397 and spec is None)):
         splits = list(EPIC_SPLITS)
         if not epic:
             notes.append("class splits: noun:300,verb:97 (a 397-class factorised encoder is EPIC-KITCHENS-100's "
                          "multi-head model; --class-splits overrides)")
-    if splits is None and config.get("class_splits"):
-        splits = [(str(a), int(b)) for a, b in config["class_splits"]]   # an HF source that had them
     if splits is not None:
         if n == 0:
             raise UsageError("--class-splits given, but the checkpoint has no classifier")

@@ -116,8 +116,10 @@ def convert(tree, *, image_size: int = 224, num_frames: int | None = None,
     if "pre_logits" in params and params["pre_logits"]:
         raise CheckpointError(f"{where}: a representation layer (pre_logits) that HF ViViT cannot hold")
     if "cls" not in params:
-        raise CheckpointError(f"{where}: no 'cls' token: a global-average-pool ViViT has no HF layout "
-                              "(HF ViViT classifies the class token)")
+        raise CheckpointError(f"{where}: an unfactorised ViViT without a 'cls' token: a global-average-pool model 1 or "
+                              "a factorised dot-product attention model (model 4, whose tree looks the same); "
+                              "vivit runs model 1 with a class token and the factorised encoder (model 2)",
+                              hint="the five released ViViT checkpoints are of those kinds")
     enc = params["Transformer"]
     kernel = _get(params, "embedding/kernel", where)
     if kernel.ndim != 5:
