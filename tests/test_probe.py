@@ -387,3 +387,24 @@ def test_eval_clips_averages_views_like_classify(clips, trained, tmp_path):
 def test_a_probe_is_not_a_backbone(trained, clips, tmp_path):
     r = _invoke(["probe", "train", clips["train"], "-m", trained["out"], "-o", tmp_path / "p2", "--no-cache"])
     assert r.exit_code == 2 and "is a probe model" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"labels": ["a", "b"]}, "do not match 2 classes of dimension 128"),
+    ({"format": "something-else"}, "format is 'something-else'"),
+    ({"pool": "max"}, "'pool' must be one of"),
+    ({"backbone_dir": "../elsewhere"}, "must be a folder name inside the probe folder"),
+    ({"sampling": {"frames": "8"}}, "'sampling.frames' must be a frame count"),
+])
+def test_a_damaged_probe_folder_is_a_one_line_error(trained, tmp_path, change, message):
+    import vivitcli
+    from vivitcli.errors import CheckpointError
+
+    out = tmp_path / "damaged"
+    shutil.copytree(trained["out"], out)
+    doc = json.loads((out / "probe.json").read_text())
+    doc.update(change)
+    (out / "probe.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=message) as err:
+        vivitcli.load_model(out)
+    assert "\n" not in str(err.value) and str(out) in str(err.value)

@@ -106,7 +106,7 @@ class ProbeModel(nn.Module):
         """(B, T, C, H, W) → logits (B, K) = head(backbone.embed(x, pool))."""
         x = self.backbone.embed(pixel_values, self.probe_pool)
         with torch.no_grad() if not self.training else torch.enable_grad():
-            return self.head(x)
+            return self.head(x.to(self.head.weight.dtype))
 
     def read_clip(self, path, **kwargs):
         kwargs.setdefault("num_frames", self.num_frames)
@@ -263,8 +263,12 @@ def read_probe_json(path) -> dict:
             raise bad(f"'backbone_dir' {bdir!r} must be a folder name inside the probe folder")
     if doc.get("pool") not in POOLS:
         raise bad(f"'pool' must be one of {', '.join(POOLS)}")
-    if not isinstance(doc.get("sampling", {}), dict):
+    sampling = doc.get("sampling", {})
+    if not isinstance(sampling, dict):
         raise bad("'sampling' must be an object")
+    frames = sampling.get("frames")
+    if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 4096):
+        raise bad("'sampling.frames' must be a frame count from 1 to 4096")
     if not isinstance(doc.get("dim"), int) or doc["dim"] < 1:
         raise bad("'dim' must be a positive integer")
     return doc
