@@ -11,8 +11,11 @@ compares our bfloat16 with transformers' float32.
     python bench/bench_models.py --layers 2           # quick look with 2 of 12 layers (not the README table)
     python bench/bench_models.py --breakdown          # one layer's parts, float32 vs bfloat16
 
-Timing: after a one-clip warm-up, each rep times vivitcli and transformers back to back (alternating which goes first), under
-torch.inference_mode for both; the median rep is reported. Weights: transformers' own random init with
+Timing: after a one-clip warm-up, each rep times vivitcli and transformers back to back (alternating which goes
+first), under torch.inference_mode for both. Each rep gives a paired ratio (ours / theirs, measured seconds
+apart, so a burst of load from other processes hits both); the table shows the median of those ratios with
+their range, the median wall ms/clip of each side, and each side's median CPU time per clip (process CPU
+seconds, all threads: CPU ≈ threads × wall on an idle machine, far less when other work took the cores). Weights: transformers' own random init with
 the classifier scaled up (std 1) so the top-1 of random weights is not a near tie; loaded into vivitcli
 through the same checkpoint path as a downloaded model (hf state dict → load). Requires transformers.
 """
@@ -60,10 +63,11 @@ def reference_model(name: str, config: dict, attn: str):
     return model
 
 
-def timed(fn, x) -> float:
-    t0 = time.perf_counter()
+def timed(fn, x) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of fn(x)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn(x)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def breakdown(args) -> int:
@@ -117,7 +121,8 @@ def run(args) -> int:
     print(f"# transformers {transformers.__version__}; reps={args.reps} warmup={args.warmup}"
           + (f"; LAYERS={args.layers} (not full size)" if args.layers else ""))
     print()
-    print("| model | batch | dtype | attn | vivitcli ms/clip | transformers ms/clip | ratio | top-1 (ours / ref / ref fp32) |")
+    print("| model | batch | dtype | attn | vivitcli ms/clip (CPU ms) | transformers ms/clip (CPU ms) | "
+          "ratio: median of pairs [range] | top-1 (ours / ref / ref fp32) |")
     print("|---|---|---|---|---|---|---|---|")
     fp32_ref: dict = {}
     bf16_ours: dict = {}
@@ -163,15 +168,20 @@ def run(args) -> int:
                             t_ours.append(timed(f_ours, x)); t_ref.append(timed(f_ref, x))
                         else:
                             t_ref.append(timed(f_ref, x)); t_ours.append(timed(f_ours, x))
-                    ms_ours = statistics.median(t_ours) / batch * 1e3
-                    ms_ref = statistics.median(t_ref) / batch * 1e3
+                    ratios = [a[0] / b[0] for a, b in zip(t_ours, t_ref)]
+                    ms_ours = statistics.median(t[0] for t in t_ours) / batch * 1e3
+                    ms_ref = statistics.median(t[0] for t in t_ref) / batch * 1e3
+                    cpu_ours = statistics.median(t[1] for t in t_ours) / batch * 1e3
+                    cpu_ref = statistics.median(t[1] for t in t_ref) / batch * 1e3
                     if dtype_name == "float32":
                         fp32_ref[(name, batch, attn)] = ms_ref
                     if dtype_name == "bfloat16":
                         bf16_ours[(name, batch, attn)] = ms_ours
                     same = "same" if top_ours == top_ref == ref_top1_fp32 else "DIFFERENT"
-                    print(f"| {name} | {batch} | {dtype_name} | {attn} | {ms_ours:.0f} | {ms_ref:.0f} | "
-                          f"{ms_ours / ms_ref:.2f} | {top_ours} / {top_ref} / {ref_top1_fp32} {same} |", flush=True)
+                    print(f"| {name} | {batch} | {dtype_name} | {attn} | {ms_ours:.0f} ({cpu_ours:.0f}) | "
+                          f"{ms_ref:.0f} ({cpu_ref:.0f}) | {statistics.median(ratios):.2f} "
+                          f"[{min(ratios):.2f}–{max(ratios):.2f}] | {top_ours} / {top_ref} / {ref_top1_fp32} {same} |",
+                          flush=True)
         del ref, ours
     if fp32_ref and bf16_ours:
         print()
