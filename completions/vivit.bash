@@ -97,7 +97,7 @@ _vivit() {
             ;;
         convert)
             case "$prev" in
-                --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 float16 bfloat16" -- "$cur")); return ;;
                 --labels) return ;;
                 --class-splits) return ;;
                 --tolerance) return ;;
@@ -106,7 +106,7 @@ _vivit() {
                 --head-dim) return ;;
                 --num-heads) return ;;
                 --decoder-num-heads) return ;;
-                --preprocess) return ;;
+                --preprocess) COMPREPLY=($(compgen -W "hf original" -- "$cur")); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then

@@ -105,7 +105,7 @@ _vivit_benchmark() {
 
 _vivit_convert() {
     _arguments -s -S \
-        '--dtype[float32, float16 or bfloat16]:dtype:(auto float32 float16 bfloat16)' \
+        '--dtype[float32, float16 or bfloat16]:dtype:(float32 float16 bfloat16)' \
         '--labels[Class names\: kinetics400, kinetics600, ssv2, epic-kitchens-100 (nou...]:labels:_files' \
         '--class-splits[Heads of one multi-head classifier in logit order, e.g]:class-splits: ' \
         '--strip-head[Drop the classifier (or a pre-training decoder)\: embedding-only]' \
@@ -117,7 +117,7 @@ _vivit_convert() {
         '--head-dim[Attention head size used to count heads in VideoMAE .pth files]:head-dim: ' \
         '--num-heads[Encoder heads (VideoMAE .pth), instead of width / --head-dim]:num-heads: ' \
         '--decoder-num-heads[Decoder heads of a VideoMAE pre-training .pth (default\: width / --h...]:decoder-num-heads: ' \
-        '--preprocess[Preprocessor written for original releases\: hf (what the hub checkp...]:preprocess: ' \
+        '--preprocess[Preprocessor written for original releases\: hf (what the hub checkp...]:preprocess:(hf original)' \
         '--device[Where --verify runs\: cpu, cuda, cuda\:N or auto]:device:(auto cpu cuda mps)' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '--debug[Show tracebacks for errors]' \

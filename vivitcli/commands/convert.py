@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from vivitcli.commands.options import Debug, Quiet
+from vivitcli.commands.options import Debug, Quiet, words
+from vivitcli.convert.options import DTYPES, PREPROCESS
 
 
 def command(
@@ -17,7 +18,8 @@ def command(
     dst: Annotated[Path, typer.Argument(help="Output directory (must not exist unless --force).",
                                         show_default=False)],
     dtype: Annotated[Optional[str], typer.Option(
-        "--dtype", help="float32, float16 or bfloat16. (default: the source's)", show_default=False)] = None,
+        "--dtype", help="float32, float16 or bfloat16. (default: the source's)", show_default=False,
+        autocompletion=words(DTYPES))] = None,
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="Class names: kinetics400, kinetics600, ssv2, epic-kitchens-100 (noun + verb heads), or "
                          "a file (one per line, or JSON list/object).", show_default=False)] = None,
@@ -49,7 +51,8 @@ def command(
     preprocess: Annotated[Optional[str], typer.Option(
         "--preprocess", help="Preprocessor written for original releases: hf (what the hub checkpoints ship) or "
                              "original (the release's own pipeline; differs for Scenic ViViT). (default: original "
-                             "for a Scenic factorised encoder, else hf)", show_default=False)] = None,
+                             "for a Scenic factorised encoder, else hf)", show_default=False,
+        autocompletion=words(PREPROCESS))] = None,
     device: Annotated[str, typer.Option(
         "--device", help="Where --verify runs: cpu, cuda, cuda:N or auto.")] = "cpu",
     quiet: Quiet = False,
