@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,7 +38,7 @@ def test_classify_folder_jsonl_records_and_bad_files(data):
     recs = jsonl(r.stdout)
     assert [x["path"] for x in recs] == data["all"]
     for rec in recs:
-        assert set(rec) == {"path", "labels", "heads", "model", "label_source", "frame_indices", "timestamps",
+        assert set(rec) == {"path", "labels", "heads", "model", "dtype", "label_source", "frame_indices", "timestamps",
                             "approximate", "error"}
         assert rec["model"] == data["ckpt"] and rec["label_source"] == "checkpoint"
         if rec["path"] in data["bad"]:
@@ -310,8 +312,14 @@ def test_models_lists_aliases_cache_state_and_size(tmp_path):
     (cache / "models--MCG-NJU--videomae-base-finetuned-kinetics" / "refs" / "main").write_text("abc")
     extra = cache / "models--someone--my-vivit" / "snapshots" / "def"
     make_checkpoint(extra)
-    env = {"HF_HUB_CACHE": str(cache)}
-    rows = {r["checkpoint"]: r for r in json.loads(run("models", "--json", env=env).stdout)}
+    # A fresh process: huggingface_hub reads HF_HUB_CACHE when it is imported, as in real use.
+    env = {**os.environ, "HF_HUB_CACHE": str(cache)}
+
+    def models(*args):
+        return subprocess.run([sys.executable, "-m", "vivitcli", "models", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    rows = {r["checkpoint"]: r for r in json.loads(models("--json").stdout)}
     mae = rows["MCG-NJU/videomae-base-finetuned-kinetics"]
     size = sum(f.stat().st_size for f in snap.iterdir())
     assert mae["cached"] is True and mae["size_bytes"] == size and mae["size_estimated"] is False
@@ -319,7 +327,7 @@ def test_models_lists_aliases_cache_state_and_size(tmp_path):
     vivit = rows["google/vivit-b-16x2-kinetics400"]
     assert vivit["cached"] is False and vivit["size_estimated"] is True and set(vivit["aliases"]) >= {"vivit"}
     assert rows["someone/my-vivit"]["cached"] is True  # a ViViT found in the cache is listed too
-    table = run("models", env=env).stdout
+    table = models().stdout
     assert "MCG-NJU/videomae-base-finetuned-kinetics" in table and "someone/my-vivit" in table
 
 

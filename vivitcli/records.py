@@ -62,13 +62,14 @@ class ClassifyRecord(FrameFields):
     labels: list[Label] = field(default_factory=list)
     heads: dict[str, list[Label]] | None = None
     model: str | None = None
+    dtype: str | None = None  # what the model computed in (--dtype auto resolves per machine)
     label_source: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict:
         heads = None if self.heads is None else {name: _labels(items) for name, items in self.heads.items()}
         return {"path": self.path, "labels": _labels(self.labels), "heads": heads, "model": self.model,
-                "label_source": self.label_source, **self.frame_dict(), "error": self.error}
+                "dtype": self.dtype, "label_source": self.label_source, **self.frame_dict(), "error": self.error}
 
 
 @dataclass
@@ -81,11 +82,12 @@ class EmbedRecord(FrameFields):
     pool: str | None = None
     embedding: Any = None
     model: str | None = None
+    dtype: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict:
         return {"path": self.path, "dim": self.dim, "pool": self.pool, "embedding": self.embedding,
-                "model": self.model, **self.frame_dict(), "error": self.error}
+                "model": self.model, "dtype": self.dtype, **self.frame_dict(), "error": self.error}
 
 
 @dataclass
@@ -100,21 +102,23 @@ class WindowRecord(FrameFields):
     labels: list[Label] = field(default_factory=list)
     heads: dict[str, list[Label]] | None = None
     model: str | None = None
+    dtype: str | None = None
     label_source: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict:
         heads = None if self.heads is None else {name: _labels(items) for name, items in self.heads.items()}
         return {"path": self.path, "window": self.window, "start": self.start, "end": self.end,
-                "labels": _labels(self.labels), "heads": heads, "model": self.model,
+                "labels": _labels(self.labels), "heads": heads, "model": self.model, "dtype": self.dtype,
                 "label_source": self.label_source, **self.frame_dict(), "error": self.error}
 
 
 # The key order of each kind's dict form (what every writer follows).
 RECORD_KEYS = {
-    "classify": ("path", "labels", "heads", "model", "label_source", "frame_indices", "timestamps", "approximate",
-                 "error"),
-    "embed": ("path", "dim", "pool", "embedding", "model", "frame_indices", "timestamps", "approximate", "error"),
-    "window": ("path", "window", "start", "end", "labels", "heads", "model", "label_source", "frame_indices",
-               "timestamps", "approximate", "error"),
+    "classify": ("path", "labels", "heads", "model", "dtype", "label_source", "frame_indices", "timestamps",
+                 "approximate", "error"),
+    "embed": ("path", "dim", "pool", "embedding", "model", "dtype", "frame_indices", "timestamps", "approximate",
+              "error"),
+    "window": ("path", "window", "start", "end", "labels", "heads", "model", "dtype", "label_source",
+               "frame_indices", "timestamps", "approximate", "error"),
 }

@@ -154,10 +154,16 @@ class Job:
         return self.model
 
     @property
+    def dtype_name(self) -> str:
+        """What the loaded model computes in ("bfloat16", ...): `--dtype auto` depends on the machine."""
+        return str(self.load().dtype).removeprefix("torch.")
+
+    @property
     def settings(self) -> dict:
         """The options that shape this job's results (model included): a resumed run must match them."""
         model = self.load()
-        return {"task": self.task, "model": model.name, "frames": self.sampling.frames or model.num_frames,
+        return {"task": self.task, "model": model.name, "dtype": self.dtype_name, "backend": self.backend,
+                "frames": self.sampling.frames or model.num_frames,
                 **{k: v for k, v in self.sampling.settings().items() if k != "frames"}, **self.task_settings()}
 
     def spec(self):
@@ -278,8 +284,8 @@ class ClassifyJob(Job):
         return model(batch.to(device=model.device, dtype=model.dtype))
 
     def record(self, res) -> ClassifyRecord:
-        rec = ClassifyRecord(path=res.path, model=self.model.name, label_source=self.label_source, error=res.error,
-                             exception=res.exception)
+        rec = ClassifyRecord(path=res.path, model=self.model.name, dtype=self.dtype_name,
+                             label_source=self.label_source, error=res.error, exception=res.exception)
         if res.error is None:
             rec.labels, rec.heads = labels_from_logits(res.output, self.names, self.top_k, self.splits,
                                                        self.head_labels)
@@ -375,8 +381,8 @@ class EmbedJob(Job):
         return model.embed(batch.to(device=model.device, dtype=model.dtype), pool=self.pool)
 
     def record(self, res) -> EmbedRecord:
-        rec = EmbedRecord(path=res.path, pool=self.pool, model=self.model.name, error=res.error,
-                          exception=res.exception)
+        rec = EmbedRecord(path=res.path, pool=self.pool, model=self.model.name, dtype=self.dtype_name,
+                          error=res.error, exception=res.exception)
         if res.error is None:
             rec.embedding, rec.dim = res.output, int(res.output.shape[-1])
             for key, value in frame_fields(res.info).items():

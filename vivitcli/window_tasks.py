@@ -214,11 +214,11 @@ class TimelineJob(_WindowsMixin, ClassifyJob):
     def window_record(self, path, w, row, plan) -> WindowRecord:
         labels, heads = labels_from_logits(row, self.names, self.top_k, self.splits, self.head_labels)
         return WindowRecord(path=path, window=w.index, start=round(w.start, 6), end=round(w.end, 6), labels=labels,
-                            heads=heads, model=self.model.name, label_source=self.label_source,
-                            **self._frame_fields(w, plan))
+                            heads=heads, model=self.model.name, dtype=self.dtype_name,
+                            label_source=self.label_source, **self._frame_fields(w, plan))
 
     def error_record(self, path, err, text) -> WindowRecord:
-        return WindowRecord(path=path, window=None, labels=[], model=self.model.name,
+        return WindowRecord(path=path, window=None, labels=[], model=self.model.name, dtype=self.dtype_name,
                             label_source=self.label_source, error=text, exception=err)
 
 
@@ -237,10 +237,11 @@ class EmbedWindowsJob(_WindowsMixin, EmbedJob):
     def window_record(self, path, w, row, plan) -> WindowEmbedRecord:
         return WindowEmbedRecord(path=path, window=w.index, start=round(w.start, 6), end=round(w.end, 6),
                                  dim=int(row.shape[-1]), pool=self.pool, embedding=row, model=self.model.name,
-                                 **self._frame_fields(w, plan))
+                                 dtype=self.dtype_name, **self._frame_fields(w, plan))
 
     def error_record(self, path, err, text) -> WindowEmbedRecord:
-        return WindowEmbedRecord(path=path, pool=self.pool, model=self.model.name, error=text, exception=err)
+        return WindowEmbedRecord(path=path, pool=self.pool, model=self.model.name, dtype=self.dtype_name, error=text,
+                                 exception=err)
 
 
 def timeline(inputs, model=None, *, window: float | None = None, stride: float | None = None, top_k: int = 5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -28,14 +29,6 @@ def estimate_params(model_type: str, hidden: int, layers: int, mlp: int, frames:
     return total
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} GB"  # pragma: no cover
-
-
 def _dir_size(path) -> int:
     import os
 
@@ -47,28 +40,6 @@ def _dir_size(path) -> int:
             except OSError:
                 pass
     return total
-
-
-def _cached_others(cache, known: set[str]) -> list[str]:
-    """Hub ids in the cache that hold a ViViT or VideoMAE config, other than the known ones."""
-    import json
-
-    found = []
-    if not cache.is_dir():
-        return found
-    for repo in sorted(cache.glob("models--*")):
-        repo_id = repo.name[len("models--"):].replace("--", "/", 1)
-        if repo_id in known:
-            continue
-        for config in repo.glob("snapshots/*/config.json"):
-            try:
-                model_type = json.loads(config.read_text()).get("model_type")
-            except (OSError, ValueError):
-                continue
-            if model_type in ("vivit", "videomae"):
-                found.append(repo_id)
-                break
-    return found
 
 
 def list_models() -> list[dict]:
@@ -98,7 +69,7 @@ def list_models() -> list[dict]:
             row.update(cached=True, where="built")
         rows.append(row)
     known = {e.target for e in names.MODELS}
-    for repo_id in _cached_others(cache, known):
+    for repo_id in (r for r in hub.cached_checkpoints(cache) if r not in known):
         snap = hub.find_in_cache(repo_id, cache)
         if snap is not None:
             rows.append({"aliases": [], "checkpoint": repo_id, "kind": "hub", "cached": True, "where": str(snap),
@@ -122,12 +93,33 @@ def command(
 
         typer.echo(json.dumps(rows, indent=1))
         return
-    table = [("ALIASES", "CHECKPOINT", "CACHED", "SIZE")]
+    from rich.console import Console
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ALIASES", "CHECKPOINT", "CACHED", "SIZE"):
+        table.add_column(column, justify="right" if column == "SIZE" else "left", overflow="fold")
     for r in rows:
-        size = "-" if r["size_bytes"] is None else ("~" if r["size_estimated"] else "") + human_size(r["size_bytes"])
+        size = "-" if r["size_bytes"] is None else ("~" if r["size_estimated"] else "") + decimal(r["size_bytes"])
         cached = {"package": "package" if r["cached"] else "missing", "random": "random weights",
                   "convert": "convert first"}.get(r["kind"], "yes" if r["cached"] else "no")
-        table.append((", ".join(r["aliases"]) or "-", r["checkpoint"], cached, size))
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    for row in table:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
+        table.add_row(", ".join(r["aliases"]) or "-", r["checkpoint"], cached, size)
+    # Piped output is never cut to 80 columns: scripts read whole names.
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+    console.print(table)
+    converts = [r for r in rows if r["kind"] == "convert" and r["note"]]
+    if converts:
+        console.print("\nconvert first (see README: All five official ViViT checkpoints):", markup=False)
+        for r in converts:
+            console.print(f"  {r['aliases'][0]}: {r['note']}", markup=False, highlight=False)
+    console.print(f"\n--dtype auto on this machine: {_auto_dtype()}", markup=False, highlight=False)
+
+
+def _auto_dtype() -> str:
+    """What `--dtype auto` picks here on the default device, and why (read from the hardware, no torch)."""
+    from vivitcli.models.backends.cpu import cpu_has_native_bf16
+
+    if cpu_has_native_bf16():
+        return "bfloat16 on the CPU (native bf16: AVX512_BF16 or AMX); bfloat16/float16 on a GPU"
+    return "float32 on the CPU (no native bf16 here); bfloat16/float16 on a GPU"

@@ -3,7 +3,7 @@
 Classify and window records have all four text formats; embed records only jsonl/json (their arrays go to
 `arrays.py` or `parquet.py`). CSV is long format, one row per (record, head, rank):
 
-    classify: path,head,rank,label,score,index,model,label_source,approximate,frame_indices,timestamps,error
+    classify: path,head,rank,label,score,index,model,dtype,label_source,approximate,frame_indices,timestamps,error
     window:   path,window,start,end,head,rank,label,... (the same columns after `end`)
 
 `head` is empty on the rows of a record's `labels` (for a multi-head model these are the top-k actions
@@ -82,7 +82,7 @@ class JsonFormat(Format):
         return "\n]\n" if any_records else "]\n"
 
 
-LABEL_COLUMNS = ("head", "rank", "label", "score", "index", "model", "label_source", "approximate",
+LABEL_COLUMNS = ("head", "rank", "label", "score", "index", "model", "dtype", "label_source", "approximate",
                  "frame_indices", "timestamps", "error")
 CSV_COLUMNS = {"classify": ("path",) + LABEL_COLUMNS, "window": ("path", "window", "start", "end") + LABEL_COLUMNS}
 
@@ -106,7 +106,8 @@ class CsvFormat(Format):
     def record(self, record, first):
         rec = jsonable(record)
         common = {key: "" if rec.get(key) is None else rec[key] for key in ("path", "window", "start", "end")}
-        common.update(model=rec.get("model") or "", label_source=rec.get("label_source") or "",
+        common.update(model=rec.get("model") or "", dtype=rec.get("dtype") or "",
+                      label_source=rec.get("label_source") or "",
                       approximate="" if rec.get("approximate") is None else str(bool(rec["approximate"])).lower(),
                       frame_indices=joined(rec.get("frame_indices")), timestamps=joined(rec.get("timestamps")),
                       error=rec.get("error") or "")
