@@ -59,6 +59,10 @@ def test_mpeg_ps_seeks_return_the_asked_frame(mpg, name):
     singles = [[int(k) + d] for k in table.key_positions[1:] for d in (1, 3) if k + d < 120]
     assert_reads_match(path, reference, singles + [[18], [93], [18, 93], [40, 110], [5, 60, 93]])
     assert [decode_index(f) for f in vivitcli.read_frames(path, [93, 18])] == [93, 18]
+    keys = table.key_positions[1::3]
+    frames = vivitcli.read_frames(path, keys, keyframes_only=True)
+    for f, k in zip(frames, keys):
+        np.testing.assert_array_equal(f, reference[k])
 
 
 @needs_ffmpeg
