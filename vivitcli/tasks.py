@@ -37,6 +37,8 @@ class Sampling:
     clips (`clips` uniform windows, outputs averaged) | keyframes (keyframes only: fast, approximate);
     None = uniform, or clips when clips > 1. frames: frames per clip (None = the model's). start/end: seconds.
     seed: randomised placement (stride). max_pixels: refuse frames larger than this before decoding.
+    crops: 1 (the checkpoint's centre crop) or 3 (three views along the long side, outputs averaged with the
+    clips': the papers' multi-view evaluation).
     """
 
     sampling: str | None = None
@@ -47,6 +49,7 @@ class Sampling:
     end: float | None = None
     seed: int | None = None
     max_pixels: int | None = None
+    crops: int = 1
 
     def resolved(self) -> str:
         return self.sampling or ("clips" if (self.clips or 1) > 1 else "uniform")
@@ -62,6 +65,8 @@ class Sampling:
             raise UsageError(f"--clips {self.clips} is out of range (1..{MAX_VIEWS})")
         if self.frames is not None and not 1 <= self.frames <= 4096:
             raise UsageError(f"--frames {self.frames} is out of range (1..4096)")
+        if self.crops not in (1, 3):
+            raise UsageError(f"--crops {self.crops}: use 1 (centre crop) or 3 (three views along the long side)")
         if self.frame_step < 1:
             raise UsageError(f"--frame-step {self.frame_step} must be at least 1")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
@@ -81,6 +86,8 @@ class Sampling:
             kw["clips"] = self.clips or 3
         if self.max_pixels is not None:
             kw["max_pixels"] = self.max_pixels
+        if self.crops != 1:
+            kw["crops"] = self.crops
         return kw
 
     def settings(self) -> dict:

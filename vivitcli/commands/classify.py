@@ -26,6 +26,7 @@ def command(
     frames: o.Frames = None,
     frame_step: o.FrameStep = 4,
     clips: o.Clips = None,
+    crops: o.Crops = 1,
     start: o.Start = None,
     end: o.End = None,
     seed: o.Seed = None,

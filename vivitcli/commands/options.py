@@ -156,6 +156,12 @@ Clips = Annotated[
     typer.Option("--clips", min=1, help="Views for --sampling clips; the outputs are averaged over them. (default: 3)",
                  show_default=False, rich_help_panel=SAMPLING_PANEL),
 ]
+Crops = Annotated[
+    int,
+    typer.Option("--crops", min=1, max=3, help="Spatial views per clip: 1 (the checkpoint's centre crop) or 3 "
+                 "(left/centre/right, or top/middle/bottom, after the resize; outputs averaged with --clips').",
+                 rich_help_panel=SAMPLING_PANEL),
+]
 Start = Annotated[
     Optional[float],
     typer.Option("--start", min=0, help="Sample from this time on (seconds).", show_default=False,
@@ -218,7 +224,7 @@ def job_options(values: dict) -> dict:
         "sampling": Sampling(sampling=sampling.value if sampling else None, frames=values.get("frames"),
                              frame_step=values.get("frame_step", 4), clips=values.get("clips"),
                              start=values.get("start"), end=values.get("end"), seed=values.get("seed"),
-                             max_pixels=values.get("max_pixels")),
+                             max_pixels=values.get("max_pixels"), crops=values.get("crops", 1)),
         "batch_size": values.get("batch_size", 4), "workers": values.get("workers"),
         "device": values.get("device", "auto"), "dtype": values.get("dtype", "auto"),
         "attn": getattr(values.get("attn"), "value", values.get("attn") or "sdpa"),

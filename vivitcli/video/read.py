@@ -78,9 +78,12 @@ def snap_to_keyframes(indices: np.ndarray, key_positions: np.ndarray) -> np.ndar
 def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", frame_step: int = 4,
               clips: int = 1, start: float | None = None, end: float | None = None, seed: int | None = None,
               return_info: bool = False, exact: bool = False, max_pixels: int | None = MAX_PIXELS,
-              allow_images: bool = False):
+              allow_images: bool = False, crops: int = 1):
     """Float32 (T, C, S, S) clip (or (K, T, C, S, S) for sampling="clips"), preprocessed like the HF processors.
 
+    crops=3: three spatial views along the long side after the resize (vivitcli.crops, as the ViViT paper
+    evaluates) instead of the centre crop: (3, T, C, S, S), or (K*3, T, C, S, S) with sampling="clips"
+    (clip-major: the three crops of clip 0 first).
     sampling: "uniform" | "stride" | "clips" (see vivitcli.video.sampling) or "keyframes" (uniform positions
     snapped to the nearest keyframes and decoded keyframes-only: fast, approximate).
     start/end: seconds from the first frame bounding the sampled range. seed: random stride placement
@@ -97,14 +100,29 @@ def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", fr
     open_kw = dict(max_pixels=max_pixels, allow_images=allow_images)
     try:
         return _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info,
-                          exact, open_kw)
+                          exact, open_kw, crops)
     except MemoryError:
         pass  # raised below, outside the handler, so the arrays its traceback holds are freed first
     raise VideoError(path, "out of memory reading a clip from it", hint="free memory, or use fewer frames")
 
 
+def _three_crops(path, pre, frames: np.ndarray, shape: tuple):
+    """Resized uint8 frames (N, H, W, 3) in sampling order -> float (views, T, C, S, S), 3 crops per clip."""
+    import torch
+
+    from vivitcli.crops import take_crops, three_crop_boxes
+
+    if not pre.do_center_crop:
+        raise VideoError(path, "--crops 3 needs a checkpoint whose preprocessor centre-crops (crop_size)")
+    size = (pre.crop_size["height"], pre.crop_size["width"])
+    boxes = three_crop_boxes(frames.shape[1], frames.shape[2], size)
+    per_clip = frames.reshape((-1, shape[-1]) + frames.shape[1:])  # (K, T, H, W, 3)
+    views = [pre.normalize(np.ascontiguousarray(view)) for clip in per_clip for view in take_crops(clip, boxes)]
+    return torch.stack(views)
+
+
 def _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info, exact,
-               open_kw):
+               open_kw, crops=1):
     table = frame_table(path, **open_kw)
     if table.num_frames == 0:
         raise VideoError(path, "no decodable video frames")
@@ -120,7 +138,12 @@ def _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, s
         indices = snapped
     flat = indices.reshape(-1)
 
+    if crops not in (1, 3):
+        raise ValueError(f"crops must be 1 or 3, not {crops!r}")
+
     def convert(frame):
+        if crops > 1:  # keep the whole resized frame: the three views are cut from it below
+            return pre.resize_frame(to_rgb(frame))
         return pre.resize_crop(to_rgb(frame), exact=exact)
 
     done = decode_positions(path, flat, convert, keyframes_only=(sampling == "keyframes" and table.exact),
@@ -132,9 +155,12 @@ def _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, s
         if frame.shape != first.shape:
             raise VideoError(path, "frame size changes mid-stream")
         frames[slot] = frame
-    clip = pre.normalize(frames)
-    if sampling == "clips":
-        clip = clip.reshape(indices.shape + tuple(clip.shape[1:]))
+    if crops > 1:
+        clip = _three_crops(path, pre, frames, indices.shape)
+    else:
+        clip = pre.normalize(frames)
+        if sampling == "clips":
+            clip = clip.reshape(indices.shape + tuple(clip.shape[1:]))
     if not return_info:
         return clip
     info = ClipInfo(path=str(path), indices=indices, timestamps=times[indices], approximate=approximate,

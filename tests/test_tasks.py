@@ -1,0 +1,94 @@
+"""vivitcli.classify / vivitcli.embed as a library: records, order, errors, option checks, three-crop views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vivitcli
+from vivitcli.errors import UsageError
+from vivitcli.records import RECORD_KEYS, ClassifyRecord, EmbedRecord
+from tests.videos import write_not_video, write_video
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tasks")
+    good = [write_video(root / "a.mp4", num_frames=24, width=96, height=64),
+            write_video(root / "b.mkv", num_frames=16, width=64, height=96)]
+    bad = write_not_video(root / "c.mp4")
+    return [str(p) for p in (good[0], bad, good[1])]
+
+
+def test_classify_yields_typed_records_in_input_order(vivit_dir, clips):
+    model = vivitcli.load_model(vivit_dir, dtype="float32")
+    records = list(vivitcli.classify(clips + [clips[0]], model=model, top_k=2))
+    assert [r.path for r in records] == clips  # a path given twice is done once
+    assert all(isinstance(r, ClassifyRecord) for r in records)
+    good, bad = records[0], records[1]
+    assert bad.error and not bad.labels and bad.frame_indices is None
+    assert len(good.labels) == 2 and good.labels[0].score >= good.labels[1].score
+    assert good.dtype == "float32" and good.model == str(vivit_dir)
+    assert tuple(good.to_dict()) == RECORD_KEYS["classify"]
+    # The scores are the softmax of the model's logits on the same clip.
+    clip = model.read_clip(clips[0])
+    probs = torch.softmax(model(clip[None]).double(), -1)[0]
+    assert good.labels[0].score == pytest.approx(float(probs.max()), abs=1e-6)
+    assert good.labels[0].index == int(probs.argmax())
+
+
+def test_embed_matches_the_model_and_takes_a_name(vivit_dir, clips):
+    records = list(vivitcli.embed(clips, model=str(vivit_dir), pool="mean", dtype="float32"))
+    assert all(isinstance(r, EmbedRecord) for r in records)
+    good = records[0]
+    model = vivitcli.load_model(vivit_dir, dtype="float32")
+    expected = model.embed(model.read_clip(clips[0])[None], pool="mean")[0].numpy()
+    assert good.dim == expected.shape[0] and np.abs(good.embedding - expected).max() < 1e-5
+    assert records[1].error and records[1].embedding is None
+
+
+def test_options_are_checked_before_anything_loads(clips):
+    for kwargs in ({"top_k": 0}, {"sampling": vivitcli.Sampling(clips=1000, sampling="clips")},
+                   {"sampling": vivitcli.Sampling(seed=-1)}, {"sampling": vivitcli.Sampling(clips=3, sampling="uniform")},
+                   {"sampling": vivitcli.Sampling(start=5, end=2)}, {"sampling": vivitcli.Sampling(crops=2)},
+                   {"attn": "flash"}, {"dtype": "int8"}, {"device": "tpu"}):
+        with pytest.raises(UsageError):
+            vivitcli.ClassifyJob(clips, model="no/such-model", **kwargs)  # never loaded: refused first
+
+
+def test_three_crops_average_the_three_views(vivit_dir, tmp_path):
+    from vivitcli.crops import three_crop_boxes
+    from vivitcli.video.read import read_clip
+
+    video = str(write_video(tmp_path / "wide.mp4", num_frames=16, width=120, height=64))
+    model = vivitcli.load_model(vivit_dir, dtype="float32")
+    pre = model.preprocessor
+    views = read_clip(video, pre, num_frames=model.num_frames, crops=3)
+    assert views.shape[0] == 3 and views.shape[-2:] == views.shape[-2:]
+    # View 1 (centre) is Scenic's ceil offset; views 0 and 2 touch the left and right edges.
+    full = read_clip(video, pre, num_frames=model.num_frames, exact=True)  # the centre crop (floor offset)
+    h, w = pre.resize_shape(64, 120)
+    boxes = three_crop_boxes(h, w, views.shape[-1])
+    assert boxes[0][1] == 0 and boxes[2][1] == w - views.shape[-1]
+    if (w - views.shape[-1]) % 2 == 0:
+        assert torch.equal(views[1], full)
+    record = next(iter(vivitcli.classify([video], model=model, top_k=1,
+                                         sampling=vivitcli.Sampling(crops=3))))
+    logits = model(views).mean(0)
+    assert record.labels[0].index == int(logits.argmax())
+    assert record.labels[0].score == pytest.approx(float(torch.softmax(logits.double(), -1).max()), abs=1e-6)
+
+
+def test_multi_head_records_have_per_head_softmax_and_actions():
+    from vivitcli.tasks import labels_from_logits
+
+    logits = np.array([2.0, 0.0, 1.0,  3.0, 0.0])  # noun head (3) then verb head (2)
+    labels, heads = labels_from_logits(logits, [], 2, [("noun", 3), ("verb", 2)],
+                                       {"noun": ["tap", "pan", "cup"], "verb": ["open", "wash"]})
+    assert [x.label for x in heads["noun"]] == ["tap", "cup"] and [x.label for x in heads["verb"]] == ["open", "wash"]
+    noun = np.exp([2.0, 0.0, 1.0]) / np.exp([2.0, 0.0, 1.0]).sum()
+    verb = np.exp([3.0, 0.0]) / np.exp([3.0, 0.0]).sum()
+    assert heads["noun"][0].score == pytest.approx(noun[0])
+    assert labels[0].label == "open tap" and labels[0].score == pytest.approx(verb[0] * noun[0])
+    assert labels[1].label == "open cup"
