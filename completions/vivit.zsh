@@ -20,6 +20,7 @@ _vivit_classify() {
         '--frames[Frames per clip]:frames: ' \
         '--frame-step[Frame step for --sampling stride]:frame-step: ' \
         '--clips[Views for --sampling clips; the outputs are averaged over them]:clips: ' \
+        '--crops[Spatial views per clip\: 1 (the checkpoint'\''s centre crop) or 3 (left...]:crops: ' \
         '--start[Sample from this time on (seconds)]:start: ' \
         '--end[Sample up to this time (seconds)]:end: ' \
         '--seed[Seed for randomised sampling (jittered windows)]:seed: ' \
@@ -53,6 +54,7 @@ _vivit_embed() {
         '--frames[Frames per clip]:frames: ' \
         '--frame-step[Frame step for --sampling stride]:frame-step: ' \
         '--clips[Views for --sampling clips; the outputs are averaged over them]:clips: ' \
+        '--crops[Spatial views per clip\: 1 (the checkpoint'\''s centre crop) or 3 (left...]:crops: ' \
         '--start[Sample from this time on (seconds)]:start: ' \
         '--end[Sample up to this time (seconds)]:end: ' \
         '--seed[Seed for randomised sampling (jittered windows)]:seed: ' \

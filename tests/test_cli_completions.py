@@ -71,6 +71,21 @@ def test_bash_completes_commands_options_and_choices():
     assert _bash_complete(["vivit", "embed", "--out", "f"]) == []  # empty: bash falls back to file names
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_bash_completion_never_starts_python(tmp_path):
+    """TAB must be instant: the static script answers without running vivit or any Python (so no torch)."""
+    marker = tmp_path / "started"
+    for name in ("vivit", "python", "python3", sys.executable.rsplit("/", 1)[-1]):
+        stub = tmp_path / name
+        stub.write_text(f"#!/bin/sh\necho {name} >> {marker}\n")
+        stub.chmod(0o755)
+    script = (f"PATH={tmp_path}; source {COMPLETIONS / 'vivit.bash'}; COMP_WORDS=(vivit classify --form); "
+              "COMP_CWORD=2; _vivit; printf '%s\\n' \"${COMPREPLY[@]}\"")
+    out = subprocess.run(["/bin/bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True)
+    assert out.stdout.split() == ["--format"], out.stderr
+    assert not marker.exists(), marker.read_text()
+
+
 @pytest.mark.parametrize("shell,args", [("bash", ["-n"]), ("zsh", ["-n"]), ("fish", ["--no-execute"])])
 def test_scripts_parse(shell, args):
     if shutil.which(shell) is None:

@@ -202,9 +202,3 @@ def test_help_never_imports_torch_or_av(args):
     assert "typer" in names  # the import log works
     assert not names & {"torch", "av", "numpy", "transformers"}
 
-
-def test_shell_completion_never_imports_torch_or_av():
-    proc, names = _imported([], {"_VIVIT_COMPLETE": "complete_bash", "COMP_WORDS": "vivit classify --for",
-                                 "COMP_CWORD": "2"})
-    assert proc.stdout.split() == ["--format"]
-    assert not names & {"torch", "av", "numpy"}
