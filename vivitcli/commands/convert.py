@@ -35,7 +35,7 @@ def command(
     tolerance: Annotated[Optional[float], typer.Option(
         "--tolerance", help="Allowed max |Δ| relative to max(1, max |reference|). (default: 1e-4 float32, "
                             "1e-2 float16, 6e-2 bfloat16)", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace DST if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace DST if it exists.")] = False,
     num_frames: Annotated[Optional[int], typer.Option(
         "--num-frames", help="Frames per clip for VideoMAE .pth (default: 16); Scenic: read from the "
                              "position table.", show_default=False)] = None,
