@@ -7,10 +7,12 @@ from typing import List, Optional
 
 import typer
 
-from vivitcli.commands.options import Backend, BackendOpt, Debug, Quiet
+from vivitcli.commands.options import DEVICE_WORDS, Backend, BackendOpt, Debug, Quiet, words
 from vivitcli.errors import UsageError, VivitError
+from vivitcli.models.device import DTYPE_NAMES
 
 FORMATS = ("table", "json", "csv")
+MODES = ("inference", "training", "pretraining", "pretraining-training")
 
 
 def command(
@@ -22,8 +24,10 @@ def command(
         None, "--batch-sizes", "-b", show_default=False,
         help="Comma-separated batch sizes. [default: 1 on a CPU (about a minute in all), else 1,2,4,8]"),
     dtype: str = typer.Option("float32", "--dtype",
-                              help="Comma-separated dtypes: float32, float16, bfloat16 (or fp32, fp16, bf16)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+                              help="Comma-separated dtypes: float32, float16, bfloat16 (or fp32, fp16, bf16).",
+                              autocompletion=words(DTYPE_NAMES)),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.",
+                               autocompletion=words(DEVICE_WORDS)),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, show_default=False,
                                         help="Timed steps per configuration. [default: 3 on a CPU, else 10]"),
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, show_default=False,
@@ -32,8 +36,10 @@ def command(
     mode: str = typer.Option("inference", "--mode",
                              help="inference, training (forward + backward + AdamW step), or both: "
                                   "inference,training. VideoMAE with its decoder: pretraining (90% tube-masked "
-                                  "forward + loss), pretraining-training (+ backward + AdamW step)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table (markdown, the docs' layout), json or csv."),
+                                  "forward + loss), pretraining-training (+ backward + AdamW step).",
+                             autocompletion=words(MODES)),
+    fmt: str = typer.Option("table", "--format", "-f", help="table (markdown, the docs' layout), json or csv.",
+                            autocompletion=words(FORMATS)),
     video: Optional[List[Path]] = typer.Option(
         None, "--video", show_default=False,
         help="Time each stage of the real pipeline on these files instead: probe, sample, decode, "
@@ -80,7 +86,7 @@ def command(
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     models = list(model) if model else [source.DEFAULT_MODEL]
     dtypes = _parse_dtypes(dtype)
-    modes = _parse_list(mode, "--mode", ("inference", "training", "pretraining", "pretraining-training"))
+    modes = _parse_list(mode, "--mode", MODES)
     videos = list(video or []) + list(more_videos or [])
     if more_videos and not video:
         raise UsageError("unexpected arguments: pass video files with --video FILE...")

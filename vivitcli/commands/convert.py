@@ -54,7 +54,8 @@ def command(
                              "for a Scenic factorised encoder, else hf)", show_default=False,
         autocompletion=words(PREPROCESS))] = None,
     device: Annotated[str, typer.Option(
-        "--device", help="Where --verify runs: cpu, cuda, cuda:N or auto.")] = "cpu",
+        "--device", help="Where --verify runs: cpu, cuda, cuda:N or auto.",
+        autocompletion=words(("cpu", "cuda", "auto")))] = "cpu",
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:

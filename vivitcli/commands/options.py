@@ -11,7 +11,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from vivitcli.models.device import DTYPE_NAMES
+from vivitcli.models.device import DEVICE_NAMES, DTYPE_NAMES
 from vivitcli.models.names import DEFAULT_MODEL
 
 
@@ -62,8 +62,10 @@ def words(values):
     return lambda ctx, args, incomplete: [v for v in values if v.startswith(incomplete)]
 
 
+# Device names a shell offers on TAB (cuda:N is a pattern, not a word to complete).
+DEVICE_WORDS = tuple(name for name in DEVICE_NAMES if ":" not in name)
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL,
-                                     autocompletion=words(["auto", "cpu", "cuda", "mps"]))]
+                                     autocompletion=words(DEVICE_WORDS))]
 Dtype = Annotated[
     str, typer.Option("--dtype", help=f"auto, {', '.join(DTYPE_NAMES)} (also fp32, fp16, bf16).",
                       rich_help_panel=MODEL_PANEL, autocompletion=words(["auto", *DTYPE_NAMES]))
