@@ -2,20 +2,20 @@
 # Install: source this file from ~/.bashrc, or copy it to ~/.local/share/bash-completion/completions/vivit
 
 _vivit() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" cmd="" i
+    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" path="" i
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in
-            classify|embed|models|benchmark|convert|sample-clip|reconstruct|timeline|probe) cmd="${COMP_WORDS[i]}"; break ;;
+        case "$path>${COMP_WORDS[i]}" in
+            ">classify"|">embed"|">models"|">benchmark"|">convert"|">sample-clip"|">reconstruct"|">timeline"|">probe"|"probe>train"|"probe>eval") path="${path:+$path }${COMP_WORDS[i]}" ;;
         esac
     done
-    case "$cmd" in
+    case "$path" in
         "")
             COMPREPLY=($(compgen -W "classify embed models benchmark convert sample-clip reconstruct timeline probe --version --help -h" -- "$cur"))
-            return ;;
-        classify)
+            ;;
+        "classify")
             case "$prev" in
-                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
                 --top-k|-k) return ;;
                 --format|-f) COMPREPLY=($(compgen -W "table jsonl json csv" -- "$cur")); return ;;
                 --out|-o) return ;;
@@ -45,9 +45,9 @@ _vivit() {
                 COMPREPLY=($(compgen -W "--model -m --top-k -k --format -f --out -o --labels --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
-        embed)
+        "embed")
             case "$prev" in
-                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
                 --out|-o) return ;;
                 --pool) COMPREPLY=($(compgen -W "default mean cls" -- "$cur")); return ;;
                 --sampling) COMPREPLY=($(compgen -W "uniform stride clips keyframes" -- "$cur")); return ;;
@@ -75,20 +75,20 @@ _vivit() {
                 COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
-        models)
+        "models")
             COMPREPLY=($(compgen -W "--json --debug --help -h" -- "$cur"))
             ;;
-        benchmark)
+        "benchmark")
             case "$prev" in
-                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
                 --batch-sizes|-b) return ;;
-                --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "float32 float16 bfloat16" -- "$cur")); return ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
                 --steps) return ;;
                 --warmup) return ;;
                 --backend) COMPREPLY=($(compgen -W "torch openvino auto" -- "$cur")); return ;;
-                --mode) return ;;
-                --format|-f) return ;;
+                --mode) COMPREPLY=($(compgen -W "inference training pretraining pretraining-training" -- "$cur")); return ;;
+                --format|-f) COMPREPLY=($(compgen -W "table json csv" -- "$cur")); return ;;
                 --video) return ;;
                 --seed) return ;;
                 --threads) return ;;
@@ -97,7 +97,7 @@ _vivit() {
                 COMPREPLY=($(compgen -W "--model -m --batch-sizes -b --dtype --device --steps --warmup --backend --mode --format -f --video --seed --threads --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
-        convert)
+        "convert")
             case "$prev" in
                 --dtype) COMPREPLY=($(compgen -W "float32 float16 bfloat16" -- "$cur")); return ;;
                 --labels) return ;;
@@ -109,13 +109,13 @@ _vivit() {
                 --num-heads) return ;;
                 --decoder-num-heads) return ;;
                 --preprocess) COMPREPLY=($(compgen -W "hf original" -- "$cur")); return ;;
-                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
+                --device) COMPREPLY=($(compgen -W "cpu cuda auto" -- "$cur")); return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--dtype --labels --class-splits --strip-head --no-verify --verify --tolerance --force -f --num-frames --image-size --head-dim --num-heads --decoder-num-heads --preprocess --device --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--dtype --labels --class-splits --strip-head --no-verify --verify --tolerance --force --num-frames --image-size --head-dim --num-heads --decoder-num-heads --preprocess --device --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
-        sample-clip)
+        "sample-clip")
             case "$prev" in
                 --class|-c) COMPREPLY=($(compgen -W "moving-left moving-right moving-up moving-down growing shrinking" -- "$cur")); return ;;
                 --seed|-s) return ;;
@@ -130,10 +130,10 @@ _vivit() {
                 COMPREPLY=($(compgen -W "--class -c --seed -s --size --fps --duration --codec --shape --background --quiet -q --help -h" -- "$cur"))
             fi
             ;;
-        reconstruct)
+        "reconstruct")
             case "$prev" in
                 --out|-o) return ;;
-                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
                 --mask-ratio) return ;;
                 --seed|-s) return ;;
                 --masking) COMPREPLY=($(compgen -W "tube random" -- "$cur")); return ;;
@@ -145,9 +145,9 @@ _vivit() {
                 COMPREPLY=($(compgen -W "--out -o --model -m --mask-ratio --seed -s --masking --device --dtype --attn --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
-        timeline)
+        "timeline")
             case "$prev" in
-                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur")); return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
                 --window|-w) return ;;
                 --stride) return ;;
                 --start) return ;;
@@ -176,8 +176,52 @@ _vivit() {
                 COMPREPLY=($(compgen -W "--model -m --window -w --stride --start --end --frames --top-k -k --format -f --out -o --labels --resume --force --segments --smooth --threshold --min-segment --srt --vtt --subtitles --html --ext --null -0 --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
-        probe)
-            COMPREPLY=($(compgen -W "--help -h" -- "$cur"))
+        "probe")
+            COMPREPLY=($(compgen -W "train eval --help -h" -- "$cur"))
+            ;;
+        "probe train")
+            case "$prev" in
+                --out|-o) return ;;
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
+                --pool) COMPREPLY=($(compgen -W "default mean cls" -- "$cur")); return ;;
+                --val-fraction) return ;;
+                --split-seed) return ;;
+                --format|-f) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
+                --cache) return ;;
+                --sampling) COMPREPLY=($(compgen -W "uniform stride clips keyframes" -- "$cur")); return ;;
+                --frames) return ;;
+                --frame-step) return ;;
+                --clips) return ;;
+                --start) return ;;
+                --end) return ;;
+                --seed) return ;;
+                --ext) return ;;
+                --workers) return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
+                --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
+                --batch-size|-b) return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--out -o --model -m --pool --balanced --val-fraction --split-seed --standalone --format -f --cache --no-cache --sampling --frames --frame-step --clips --start --end --seed --ext --workers --device --dtype --attn --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+            fi
+            ;;
+        "probe eval")
+            case "$prev" in
+                --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
+                --clips) return ;;
+                --format|-f) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
+                --cache) return ;;
+                --ext) return ;;
+                --workers) return ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return ;;
+                --dtype) COMPREPLY=($(compgen -W "auto float32 float16 bfloat16" -- "$cur")); return ;;
+                --attn) COMPREPLY=($(compgen -W "sdpa eager" -- "$cur")); return ;;
+                --batch-size|-b) return ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--model -m --clips --format -f --cache --no-cache --ext --workers --device --dtype --attn --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+            fi
             ;;
     esac
 }

@@ -89,13 +89,13 @@ _vivit_benchmark() {
     _arguments -s -S \
         *{--model,-m}'[random-vivit-b or random-videomae-b (full-size architectures with r...]:model:_vivit_model_names' \
         '(--batch-sizes -b)'{--batch-sizes,-b}'[Comma-separated batch sizes]:batch-sizes: ' \
-        '--dtype[Comma-separated dtypes\: float32, float16, bfloat16 (or fp32, fp16,...]:dtype:(auto float32 float16 bfloat16)' \
+        '--dtype[Comma-separated dtypes\: float32, float16, bfloat16 (or fp32, fp16,...]:dtype:(float32 float16 bfloat16)' \
         '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
         '--steps[Timed steps per configuration]:steps: ' \
         '--warmup[Untimed steps before them]:warmup: ' \
         '--backend[torch (the reference), openvino (CPU; needs the openvino extra), or...]:backend:(torch openvino auto)' \
-        '--mode[inference, training (forward + backward + AdamW step), or both\: inf...]:mode: ' \
-        '(--format -f)'{--format,-f}'[table (markdown, the docs'\'' layout), json or csv]:format: ' \
+        '--mode[inference, training (forward + backward + AdamW step), or both\: inf...]:mode:(inference training pretraining pretraining-training)' \
+        '(--format -f)'{--format,-f}'[table (markdown, the docs'\'' layout), json or csv]:format:(table json csv)' \
         '*--video[Time each stage of the real pipeline on these files instead\: probe,...]:video:_files' \
         '--seed[Seed for random weights, inputs and labels]:seed: ' \
         '--threads[torch CPU threads]:threads: ' \
@@ -113,14 +113,14 @@ _vivit_convert() {
         '--strip-head[Drop the classifier (or a pre-training decoder)\: embedding-only]' \
         '(--no-verify --verify)'{--no-verify,--verify}'[Run source and result on one synthetic clip; fail if max |Δ| exceed...]' \
         '--tolerance[Allowed max |Δ| relative to max(1, max |reference|)]:tolerance: ' \
-        '(--force -f)'{--force,-f}'[Replace DST if it exists]' \
+        '--force[Replace DST if it exists]' \
         '--num-frames[Frames per clip for VideoMAE .pth (default\: 16); Scenic\: read from...]:num-frames: ' \
         '--image-size[Input size in pixels (original releases)]:image-size: ' \
         '--head-dim[Attention head size used to count heads in VideoMAE .pth files]:head-dim: ' \
         '--num-heads[Encoder heads (VideoMAE .pth), instead of width / --head-dim]:num-heads: ' \
         '--decoder-num-heads[Decoder heads of a VideoMAE pre-training .pth (default\: width / --h...]:decoder-num-heads: ' \
         '--preprocess[Preprocessor written for original releases\: hf (what the hub checkp...]:preprocess:(hf original)' \
-        '--device[Where --verify runs\: cpu, cuda, cuda\:N or auto]:device:(auto cpu cuda mps)' \
+        '--device[Where --verify runs\: cpu, cuda, cuda\:N or auto]:device:(cpu cuda auto)' \
         '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
         '--debug[Show tracebacks for errors]' \
         '(--help -h)'{--help,-h}'[Show help and exit]' \
@@ -172,14 +172,14 @@ _vivit_timeline() {
         '--labels[Class names (a dataset name or a file) replacing the checkpoint'\''s]:labels:_files' \
         '--resume[Continue an interrupted run into the same --out file, from each vid...]' \
         '--force[Replace an existing --out file]' \
-        '--segments[Write labelled segments of all videos to FILE (.json or .csv)]:segments: ' \
+        '--segments[Write labelled segments of all videos to FILE (.json or .csv)]:segments:_files' \
         '--smooth[Average the scores over N consecutive windows before segmenting]:smooth: ' \
         '--threshold[A window whose best score is below this gets no label]:threshold: ' \
         '--min-segment[Merge segments shorter than this (seconds) into their neighbours]:min-segment: ' \
-        '--srt[Write SubRip subtitles to FILE ({stem} = the video'\''s name, needed f...]:srt: ' \
-        '--vtt[Write WebVTT subtitles to FILE ({stem} as for --srt)]:vtt: ' \
+        '--srt[Write SubRip subtitles to FILE ({stem} = the video'\''s name, needed f...]:srt:_files' \
+        '--vtt[Write WebVTT subtitles to FILE ({stem} as for --srt)]:vtt:_files' \
         '--subtitles[Subtitle cues from the segments, or one per window]:subtitles:(segments windows)' \
-        '--html[Write a page with the video, its timeline and segments to FILE ({st...]:html: ' \
+        '--html[Write a page with the video, its timeline and segments to FILE ({st...]:html:_files' \
         '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
         '(--null -0)'{--null,-0}'[Paths on stdin are separated by NUL bytes (find -print0)]' \
         '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
@@ -194,9 +194,75 @@ _vivit_timeline() {
 }
 
 _vivit_probe() {
-    _arguments -s -S \
+    local curcontext="$curcontext" state line
+    typeset -A opt_args
+    local -a commands
+    commands=(
+        'train:Teach a model your own labels\: embed DATA/<label>/ clips with the b...'
+        'eval:Score a probe model on a labelled test folder\: accuracy, per-class...'
+    )
+    _arguments -C \
         '(--help -h)'{--help,-h}'[Show help and exit]' \
-        ''
+        '1: :->command' \
+        '*:: :->args'
+    case $state in
+        command) _describe -t commands 'vivit probe command' commands ;;
+        args)
+            case $line[1] in
+                train) _vivit_probe_train ;;
+                eval) _vivit_probe_eval ;;
+            esac ;;
+    esac
+}
+
+_vivit_probe_train() {
+    _arguments -s -S \
+        '(--out -o)'{--out,-o}'[Folder to write the probe model to (new, empty, or a previous probe...]:out:_files' \
+        '(--model -m)'{--model,-m}'[Hub id, alias (see `vivit models`) or local directory]:model:_vivit_model_names' \
+        '--pool[Which embedding the probe reads (as `vivit embed --pool`)]:pool:(default mean cls)' \
+        '--balanced[Weight classes inversely to their clip counts]' \
+        '--val-fraction[Share of each class held out to pick the L2 strength (when DATA has...]:val-fraction: ' \
+        '--split-seed[Seed of the train/validation split]:split-seed: ' \
+        '--standalone[Copy the backbone'\''s weights into the probe folder (for shipping)]' \
+        '(--format -f)'{--format,-f}'[Report format]:format:(table json)' \
+        '--cache[Embeddings cache folder]:cache:_files' \
+        '--no-cache[Embed every clip again and store nothing]' \
+        '--sampling[uniform\: frames spread over the video; stride\: every --frame-step f...]:sampling:(uniform stride clips keyframes)' \
+        '--frames[Frames per clip]:frames: ' \
+        '--frame-step[Frame step for --sampling stride]:frame-step: ' \
+        '--clips[Views for --sampling clips; the outputs are averaged over them]:clips: ' \
+        '--start[Sample from this time on (seconds)]:start: ' \
+        '--end[Sample up to this time (seconds)]:end: ' \
+        '--seed[Seed for randomised sampling (jittered windows)]:seed: ' \
+        '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
+        '--workers[Decoding threads (they run ahead of the model)]:workers: ' \
+        '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
+        '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \
+        '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
+        '(--batch-size -b)'{--batch-size,-b}'[Clips per forward pass (batched across files)]:batch-size: ' \
+        '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
+        '--debug[Show tracebacks for errors]' \
+        '(--help -h)'{--help,-h}'[Show help and exit]' \
+        '*:file:_files'
+}
+
+_vivit_probe_eval() {
+    _arguments -s -S \
+        '(--model -m)'{--model,-m}'[The probe model folder (or any classifier whose labels name DATA'\''s...]:model:_vivit_model_names' \
+        '--clips[Average the logits over K uniform windows per clip (as `vivit class...]:clips: ' \
+        '(--format -f)'{--format,-f}'[Report format]:format:(table json)' \
+        '--cache[Embeddings cache folder]:cache:_files' \
+        '--no-cache[Embed every clip again and store nothing]' \
+        '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
+        '--workers[Decoding threads (they run ahead of the model)]:workers: ' \
+        '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
+        '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \
+        '--attn[Attention implementation\: sdpa or eager (the reference)]:attn:(sdpa eager)' \
+        '(--batch-size -b)'{--batch-size,-b}'[Clips per forward pass (batched across files)]:batch-size: ' \
+        '(--quiet -q)'{--quiet,-q}'[No progress bar and no warnings on stderr]' \
+        '--debug[Show tracebacks for errors]' \
+        '(--help -h)'{--help,-h}'[Show help and exit]' \
+        '*:file:_files'
 }
 
 _vivit() {
