@@ -10,6 +10,10 @@ Ray wall time. Prints a markdown table with the ratio ray/local and checks that 
 top-1 labels. `videomae-b` is VideoMAE-B with random weights saved by transformers (test extra) to a temp
 folder, so nothing is downloaded.
 
+On a GPU machine (bench/gpu.sh runs this): `--device cuda --gpus-per-worker 1 --decoders N` puts the model in
+one GPU actor fed by N CPU decode tasks, and the local pipeline uses the same GPU with --workers N decode
+threads; the table then adds clips/s and the GPU's mean utilisation (nvidia-smi, sampled every 0.2 s).
+
 --dry: 4 clips, demo model, 1 rep (what CI and bench/gpu.sh's dry mode run).
 """
 
@@ -47,23 +51,55 @@ def videomae_b(folder: Path) -> str:
     return str(folder)
 
 
-def time_local(paths, model) -> tuple[float, list]:
+class GpuUtilisation:
+    """Mean GPU utilisation (%) while the block runs, from nvidia-smi; None without an NVIDIA GPU."""
+
+    def __enter__(self):
+        import shutil
+        import subprocess
+
+        self.samples: list[float] = []
+        self.proc = None
+        if shutil.which("nvidia-smi"):
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                          "-lms", "200"], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=10)
+            self.samples = [float(x) for x in out.split() if x.replace(".", "", 1).isdigit()]
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+def time_local(paths, model, args) -> tuple[float, list, float | None]:
     import vivitcli
 
-    t0 = time.perf_counter()
-    top1 = [r.labels[0].label if r.labels else None for r in vivitcli.classify(paths, model, top_k=1)]
-    return time.perf_counter() - t0, top1
+    with GpuUtilisation() as gpu:
+        t0 = time.perf_counter()
+        top1 = [r.labels[0].label if r.labels else None
+                for r in vivitcli.classify(paths, model, top_k=1, device=args.device, batch_size=args.batch_size,
+                                           workers=args.decoders)]
+        seconds = time.perf_counter() - t0
+    return seconds, top1, gpu.mean
 
 
-def time_ray(paths, model, decoders: int) -> tuple[float, list]:
+def time_ray(paths, model, args) -> tuple[float, list, float | None]:
     import vivitcli
     from vivitcli.distributed.ray import run_on_ray
 
-    job = vivitcli.ClassifyJob(paths, model, top_k=1)
-    t0 = time.perf_counter()
-    top1 = [r["labels"][0]["label"] if r["labels"] else None
-            for r in run_on_ray(job, job.paths, concurrency=1, decoders=decoders)]
-    return time.perf_counter() - t0, top1
+    job = vivitcli.ClassifyJob(paths, model, top_k=1, device=args.device, batch_size=args.batch_size)
+    with GpuUtilisation() as gpu:
+        t0 = time.perf_counter()
+        top1 = [r["labels"][0]["label"] if r["labels"] else None
+                for r in run_on_ray(job, job.paths, concurrency=1, decoders=args.decoders,
+                                    gpus_per_worker=args.gpus_per_worker)]
+        seconds = time.perf_counter() - t0
+    return seconds, top1, gpu.mean
 
 
 def main() -> None:
@@ -71,7 +107,11 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--models", default="demo,videomae-b")
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--decoders", type=int, default=1)
+    parser.add_argument("--decoders", type=int, default=1, help="decode tasks (Ray) / threads (local)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--dry", action="store_true")
     args = parser.parse_args()
     if args.dry:
@@ -93,23 +133,33 @@ def main() -> None:
         print(f"ray.init: {startup:.1f} s (not counted below); {args.clips} clips of 320x240, 4 s; "
               f"load average at start {os.getloadavg()[0]:.1f}")
         print()
-        print("| model | local s | ray s | ratio ray/local | s/clip local | s/clip ray | top-1 agree |")
-        print("|---|--:|--:|--:|--:|--:|---|")
+        print("| model | device | local s | ray s | ratio ray/local | clips/s local | clips/s ray | "
+              "GPU util local / ray | top-1 agree |")
+        print("|---|---|--:|--:|--:|--:|--:|---|---|")
+        rows = []
         try:
             for name in args.models.split(","):
                 model = videomae_b(tmp / "videomae-b") if name == "videomae-b" else name
-                local, remote, agree = [], [], True
+                local, remote, util, agree = [], [], [None, None], True
                 for _ in range(args.reps):
-                    t, a = time_local(paths, model)
+                    t, a, util[0] = time_local(paths, model, args)
                     local.append(t)
-                    t, b = time_ray(paths, model, args.decoders)
+                    t, b, util[1] = time_ray(paths, model, args)
                     remote.append(t)
                     agree &= a == b
                 lo, re = statistics.median(local), statistics.median(remote)
-                print(f"| {name} | {lo:.1f} | {re:.1f} | {re / lo:.2f} | {lo / args.clips:.3f} | "
-                      f"{re / args.clips:.3f} | {'yes' if agree else 'NO'} |", flush=True)
+                gpu = " / ".join("-" if u is None else f"{u:.0f}%" for u in util)
+                rows.append({"model": name, "device": args.device, "local_s": lo, "ray_s": re, "ratio": re / lo,
+                             "clips": args.clips, "gpu_util_local": util[0], "gpu_util_ray": util[1],
+                             "top1_agree": agree, "ray_init_s": startup})
+                print(f"| {name} | {args.device} | {lo:.1f} | {re:.1f} | {re / lo:.2f} | {args.clips / lo:.2f} | "
+                      f"{args.clips / re:.2f} | {gpu} | {'yes' if agree else 'NO'} |", flush=True)
         finally:
             ray.shutdown()
+        if args.json:
+            import json
+
+            Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
         print(f"\nload average at end {os.getloadavg()[0]:.1f}")
 
 
