@@ -75,11 +75,14 @@ def test_mpeg_ps_still_seeks(mpg):
 
 
 # Open GOPs cut mid-stream (issue 11 items 7 and 8): the pictures after the first keyframe that are shown
-# before it reference the missing previous GOP and never come out of the decoder.
+# before it reference the missing previous GOP and never come out of the decoder; nor do the pictures of an
+# intra-refresh stream until its first recovery point has been rebuilt.
 CUTS = {
     "mpeg2_open_gop.ts": dict(codec="mpeg2video", bframes=2),
     "x264_open_gop.ts": dict(codec="libx264", bframes=3, options={"x264-params": "open-gop=1"}),
     "mpeg2_open_gop.mpg": dict(codec="mpeg2video", bframes=2),
+    # No intra frames: a decoder shows pictures only once the refresh after a recovery point has rebuilt them.
+    "x264_intra_refresh.ts": dict(codec="libx264", bframes=0, options={"x264-params": "intra-refresh=1"}),
 }
 
 

@@ -68,9 +68,9 @@ class FrameTable:
 def scan_stream(container, stream, head=None) -> FrameTable:
     """Demux (no decoding) every packet of `stream` and build its FrameTable.
 
-    head: head(first_key_pts) → the timestamps a decode from the file start outputs before the first
-    keyframe is shown (see `output_head`); asked only for a stream that starts mid-GOP or whose first GOP
-    is open, where pictures before the first keyframe may reference frames the file does not hold.
+    head: head(first_key_pts) → what a decode from the file start outputs around the first keyframe (see
+    `output_head`); asked only for a stream that starts mid-GOP or whose first GOP is open, where pictures
+    near the first keyframe may reference frames the file does not hold.
     """
     rows = []  # (pts, is_keyframe, duration) of shown packets, in decode order
     hidden_keys = []
@@ -87,9 +87,10 @@ def scan_stream(container, stream, head=None) -> FrameTable:
         if packet.is_keyframe and packet.pts is not None:
             key_dts[packet.pts] = packet.dts if packet.dts is not None else packet.pts
         rows.append((packet.pts, bool(packet.is_keyframe), packet.duration or 0))
-    # A stream cut mid-GOP (MPEG-TS captures) shows nothing before its first keyframe, and in an open GOP
-    # the leading pictures after it (earlier timestamps, decoded later) reference the missing previous
-    # GOP: decoders drop them too. Only a decode of the head says which of these pictures come out.
+    # A stream cut mid-GOP (MPEG-TS captures) shows nothing before its first keyframe; in an open GOP the
+    # leading pictures after it (earlier timestamps, decoded later) reference the missing previous GOP and
+    # are dropped too; and a recovery point that is not an intra frame (x264 intra-refresh) shows only once
+    # the picture has been rebuilt, a few frames later. Only a decode of the head says what comes out.
     first_key = next((i for i, r in enumerate(rows) if r[1]), None)
     if first_key is None and not hidden_keys:
         rows = []
@@ -97,13 +98,14 @@ def scan_stream(container, stream, head=None) -> FrameTable:
         key_pts = rows[first_key][0]
         leading = key_pts is not None and any(
             r[0] is not None and r[0] < key_pts for i, r in enumerate(rows) if i != first_key)
-        shown = head(key_pts) if (leading and head is not None) else None
-        if shown is None:
+        found = head(key_pts) if ((leading or first_key > 0) and key_pts is not None and head is not None) else None
+        if found is None:
             rows = rows[first_key:]
             if leading:
                 rows = [r for r in rows if r[0] is None or r[0] >= key_pts]
         else:
-            rows = [r for r in rows if r[0] is None or r[0] >= key_pts or r[0] in shown]
+            shown, first_out = found
+            rows = [r for r in rows if r[0] is None or r[0] >= first_out or r[0] in shown]
     shown_pts = [r[0] for r in rows]
     exact = bool(rows) and all(p is not None for p in shown_pts) and len(set(shown_pts)) == len(shown_pts)
     if exact:
@@ -139,14 +141,15 @@ def scan_stream(container, stream, head=None) -> FrameTable:
     )
 
 
-# Packets a head decode may read past the first keyframe before it gives up (a decoder that outputs
-# nothing for this long is broken anyway; the leading pictures of an open GOP are a few).
-_HEAD_PACKETS = 256
+# Packets a head decode reads before it gives up: an intra-refresh recovery spans up to a keyint (x264's
+# default 250), the leading pictures of an open GOP a few.
+_HEAD_PACKETS = 600
 
 
-def output_head(path, key_pts: int, **open_kw) -> set | None:
-    """Timestamps of the frames a decode from the file start outputs before one at or after `key_pts`;
-    None when that cannot be told (no such frame within _HEAD_PACKETS, or the decoder fails)."""
+def output_head(path, key_pts: int, **open_kw) -> tuple[set, int] | None:
+    """(timestamps of the frames a decode from the file start outputs before one at or after `key_pts`,
+    that frame's timestamp); None when that cannot be told (no such frame within _HEAD_PACKETS, or the
+    decoder fails)."""
     import av
 
     shown = set()
@@ -163,7 +166,7 @@ def output_head(path, key_pts: int, **open_kw) -> set | None:
                     if frame.pts is None:
                         continue
                     if frame.pts >= key_pts:
-                        return shown
+                        return shown, int(frame.pts)
                     shown.add(int(frame.pts))
     except (av.FFmpegError, OSError, EOFError):
         return None
