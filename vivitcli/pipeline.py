@@ -111,6 +111,8 @@ class _Prefetcher:
 def check_input_file(path: str) -> None:
     """VideoError for a path that is missing or a folder: the reason a record reports, before decoding."""
     if not os.path.exists(path):
+        if os.path.islink(path):
+            return  # a broken link or a symlink loop: the reader's check_file says which
         raise VideoError(printable(path), "no such file")
     if os.path.isdir(path):
         raise VideoError(printable(path), "is a folder with no video files in it")
