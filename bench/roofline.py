@@ -24,7 +24,7 @@ and C channels,
     patch embedding 2·N·(C·t·p·p)·D
     per layer       q/k/v 2·N·D·3D + scores QKᵀ 2·N²·D + weights·V 2·N²·D + output 2·N·D² + MLP 2·2·N·D·I
     classifier      2·D·K
-VideoMAE-B (N 1568, D 768, I 3072, L 12): 357 GFLOP/clip; ViViT-B/16x2 (N 3137): 902 GFLOP/clip.
+VideoMAE-B (N 1568, D 768, I 3072, L 12): 361 GFLOP/clip (357 in the blocks); ViViT-B/16x2 (N 3137): 903.
 """
 
 from __future__ import annotations

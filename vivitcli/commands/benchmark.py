@@ -29,7 +29,7 @@ def command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.",
                                autocompletion=words(DEVICE_WORDS)),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, show_default=False,
-                                        help="Timed steps per configuration. [default: 3 on a CPU, else 10]"),
+                                        help="Timed steps per configuration. [default: 2 on a CPU, else 10]"),
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, show_default=False,
                                          help="Untimed steps before them. [default: 1 on a CPU, else 2]"),
     backend: BackendOpt = Backend.torch,
@@ -65,7 +65,7 @@ def command(
     Mem saved (%) = (eager MB / sdpa MB - 1) * 100      (MB = 2**20 bytes)
     spread (ms)   = slowest - fastest timed step per clip; "*" marks a speedup within that noise
 
-    With no options a CPU run takes about a minute (random-vivit-b, batch 1, 3 timed steps); the docs'
+    With no options a CPU run takes about a minute (random-vivit-b, batch 1, 2 timed steps); the docs'
     sweep needs explicit options, e.g. -b 1,2,4,8 --steps 10 --dtype float32,bfloat16 (an hour on 2 cores).
     --backend openvino times the OpenVINO-compiled model (compiled before the timed steps; cached on disk).
 
@@ -95,11 +95,12 @@ def command(
 
     dev = _pick_device(device, torch)
     backend = _check_backend(getattr(backend, "value", backend), dev)
-    # A CPU default run takes about a minute (ViViT-B: 4 steps each of eager and sdpa); the sweep of the
-    # docs' tables (batch 1-8, 10 steps) takes an hour there and is asked for with explicit options.
+    # A CPU default run takes about a minute (ViViT-B, 3 steps each of eager and sdpa at 12.6 + 6.6 s per step
+    # on a quiet 2-core machine, README); the docs' sweep (batch 1-8, 10 steps) takes an hour there and is
+    # asked for with explicit options.
     on_cpu = torch.device(dev).type == "cpu"
     sizes = _parse_batch_sizes(batch_sizes or ("1" if on_cpu else "1,2,4,8"))
-    steps = steps if steps is not None else 3 if on_cpu else 10
+    steps = steps if steps is not None else 2 if on_cpu else 10
     warmup = warmup if warmup is not None else 1 if on_cpu else 2
     if threads:
         torch.set_num_threads(threads)
