@@ -153,9 +153,14 @@ def output_head(path, key_pts: int, **open_kw) -> tuple[set, int] | None:
     import av
 
     shown = set()
+    n = 0
     try:
         with open_video(path, threads=False, **open_kw) as (container, stream):
-            for n, packet in enumerate(container.demux(stream)):
+            for packet in container.demux(stream):
+                # Pictures before the first keyframe are never counted: not decoding them saves up to a GOP.
+                if not n and not packet.is_keyframe:
+                    continue
+                n += 1
                 if n > _HEAD_PACKETS:
                     return None
                 try:
