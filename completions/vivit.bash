@@ -42,7 +42,7 @@ _vivit() {
                 --gpus-per-worker) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --top-k -k --format -f --out -o --labels --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --top-k -k --format -f --out -o --labels --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --allow-images --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         "embed")
@@ -72,7 +72,7 @@ _vivit() {
                 --gpus-per-worker) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --allow-images --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         "models")

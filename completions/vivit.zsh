@@ -27,6 +27,7 @@ _vivit_classify() {
         '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
         '(--null -0)'{--null,-0}'[Paths on stdin are separated by NUL bytes (find -print0)]' \
         '--max-pixels[Refuse videos whose frames have more pixels than this (width x heig...]:max-pixels: ' \
+        '--allow-images[Label still pictures (PNG, JPEG, ...) as one-frame videos instead o...]' \
         '--workers[Decoding threads (they run ahead of the model)]:workers: ' \
         '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
         '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \
@@ -61,6 +62,7 @@ _vivit_embed() {
         '*--ext[Extensions to pick up when walking folders, comma-separated (replac...]:ext: ' \
         '(--null -0)'{--null,-0}'[Paths on stdin are separated by NUL bytes (find -print0)]' \
         '--max-pixels[Refuse videos whose frames have more pixels than this (width x heig...]:max-pixels: ' \
+        '--allow-images[Label still pictures (PNG, JPEG, ...) as one-frame videos instead o...]' \
         '--workers[Decoding threads (they run ahead of the model)]:workers: ' \
         '--device[auto, cpu, cuda, cuda\:N or mps]:device:(auto cpu cuda mps)' \
         '--dtype[auto, float32, float16, bfloat16 (also fp32, fp16, bf16)]:dtype:(auto float32 float16 bfloat16)' \

@@ -37,6 +37,7 @@ class Sampling:
     clips (`clips` uniform windows, outputs averaged) | keyframes (keyframes only: fast, approximate);
     None = uniform, or clips when clips > 1. frames: frames per clip (None = the model's). start/end: seconds.
     seed: randomised placement (stride). max_pixels: refuse frames larger than this before decoding.
+    allow_images: read a still picture (PNG, JPEG, ...) as a one-frame video instead of refusing it.
     crops: 1 (the checkpoint's centre crop) or 3 (three views along the long side, outputs averaged with the
     clips': the papers' multi-view evaluation).
     """
@@ -49,6 +50,7 @@ class Sampling:
     end: float | None = None
     seed: int | None = None
     max_pixels: int | None = None
+    allow_images: bool = False
     crops: int = 1
 
     def resolved(self) -> str:
@@ -86,6 +88,8 @@ class Sampling:
             kw["clips"] = self.clips or 3
         if self.max_pixels is not None:
             kw["max_pixels"] = self.max_pixels
+        if self.allow_images:
+            kw["allow_images"] = True
         if self.crops != 1:
             kw["crops"] = self.crops
         return kw
@@ -93,7 +97,8 @@ class Sampling:
     def settings(self) -> dict:
         """What shapes results, for --resume checks (max_pixels only decides which files fail)."""
         out = asdict(self)
-        out.pop("max_pixels")
+        out.pop("max_pixels")  # both decide only which files fail, not what a result is
+        out.pop("allow_images")
         out["sampling"] = self.resolved()
         if out["sampling"] == "clips":
             out["clips"] = self.clips or 3

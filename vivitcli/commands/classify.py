@@ -33,6 +33,7 @@ def command(
     ext: o.Ext = None,
     null: o.NullSeparated = False,
     max_pixels: o.MaxPixels = None,
+    allow_images: o.AllowImages = False,
     workers: o.Workers = None,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",

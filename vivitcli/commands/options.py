@@ -128,6 +128,11 @@ MaxPixels = Annotated[
                  "height), before decoding them. (default: 8192x8192)", show_default=False,
                  rich_help_panel=INPUT_PANEL),
 ]
+AllowImages = Annotated[
+    bool,
+    typer.Option("--allow-images", help="Label still pictures (PNG, JPEG, ...) as one-frame videos instead of "
+                 "refusing them.", rich_help_panel=INPUT_PANEL),
+]
 Workers = Annotated[
     Optional[int],
     typer.Option("--workers", min=1, help="Decoding threads (they run ahead of the model). (default: min(4, CPUs))",
@@ -226,7 +231,8 @@ def job_options(values: dict) -> dict:
         "sampling": Sampling(sampling=sampling.value if sampling else None, frames=values.get("frames"),
                              frame_step=values.get("frame_step", 4), clips=values.get("clips"),
                              start=values.get("start"), end=values.get("end"), seed=values.get("seed"),
-                             max_pixels=values.get("max_pixels"), crops=values.get("crops", 1)),
+                             max_pixels=values.get("max_pixels"), crops=values.get("crops", 1),
+                             allow_images=bool(values.get("allow_images"))),
         "batch_size": values.get("batch_size", 4), "workers": values.get("workers"),
         "device": values.get("device", "auto"), "dtype": values.get("dtype", "auto"),
         "attn": getattr(values.get("attn"), "value", values.get("attn") or "sdpa"),

@@ -83,7 +83,7 @@ def _check_stream(path, container, stream, max_pixels: int | None, allow_images:
         codec in _IMAGE_CODECS and stream.frames == 1)
     if still and not allow_images:
         raise VideoError(path, f"a still image ({codec}), not a video",
-                         hint="allow images (--allow-images) to read it as a one-frame video")
+                         hint="--allow-images reads it as a one-frame video")
     if max_pixels is None:
         return
     width, height = stream.codec_context.width, stream.codec_context.height
