@@ -28,6 +28,40 @@ ARCH_DEFAULTS = {
     ),
 }
 ARCH_DEFAULTS["vivit_fe"] = ARCH_DEFAULTS["vivit"]  # the factorised encoder shares ViViT's processor
+PREPROCESS_STYLES = ("processor", "hf", "original")
+
+
+def default_config(model_type: str, image_size: int | tuple[int, int] = 224, style: str = "processor") -> dict:
+    """The one home of preprocessing defaults: a preprocessor_config.json dict for `model_type` at `image_size`.
+
+    processor: the HF processor class defaults (what loading uses when a checkpoint has none), with the crop
+        set to the model's size and the resize keeping the architecture's resize-to-crop ratio (ViViT 256/224).
+    hf: what the published checkpoints ship, and what `vivit convert` writes for a release without one:
+        ViViT (google/vivit-b-16x2-kinetics400) shortest edge = crop, 1/127.5 with offset, mean/std 0.5, so
+        pixels land in [-3, 1]; VideoMAE (MCG-NJU) shortest edge = crop, 1/255, ImageNet mean/std (also the
+        release's own evaluation pipeline).
+    original: ViViT as Scenic trained it: shortest edge 256 for a 224 crop, pixels in [-1, 1].
+    """
+    if style not in PREPROCESS_STYLES:
+        raise ValueError(f"style must be one of {', '.join(PREPROCESS_STYLES)}, not {style!r}")
+    h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+    arch = ARCH_DEFAULTS.get(model_type, ARCH_DEFAULTS["videomae"])
+    vivit = arch is ARCH_DEFAULTS["vivit"]
+    crop = {"height": h, "width": w}
+    if style == "processor":
+        ratio = (arch["size"]["shortest_edge"], arch["crop_size"]["height"])
+        return {**arch, "image_mean": list(arch["image_mean"]), "image_std": list(arch["image_std"]),
+                "crop_size": crop, "size": {"shortest_edge": max(h, w) * ratio[0] // ratio[1]}}
+    common = {"do_resize": True, "resample": 2, "do_center_crop": True, "crop_size": crop, "do_rescale": True}
+    if not vivit:
+        return {"image_processor_type": "VideoMAEImageProcessor", **common, "size": {"shortest_edge": max(h, w)},
+                "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(IMAGENET_MEAN),
+                "image_std": list(IMAGENET_STD)}
+    base = {"image_processor_type": "VivitImageProcessor", **common, "rescale_factor": 1 / 127.5, "offset": True,
+            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    if style == "original":
+        return {**base, "size": {"shortest_edge": round(max(h, w) * 256 / 224)}, "do_normalize": False}
+    return {**base, "size": {"shortest_edge": max(h, w)}, "do_normalize": True}
 
 
 def _size_dict(value, default_to_square: bool) -> dict:

@@ -98,26 +98,3 @@ def parse_class_splits(spec: str) -> list[tuple[str, int]]:
     if len({n for n, _ in out}) != len(out):
         raise UsageError(f"--class-splits {spec}: a head name appears twice")
     return out
-
-
-def default_preprocessor(model_type: str, image_size: int, style: str = "hf") -> dict:
-    """preprocessor_config.json for a converted release.
-
-    vivit/hf: what google/vivit-b-16x2-kinetics400 ships (shortest edge = crop size, rescale 1/127.5 with
-    offset, then mean/std 0.5, so pixels land in [-3, 1]). vivit/original: the Scenic pipeline (resize the
-    shortest edge to 256 for 224 crops, pixels in [-1, 1]). videomae: what the MCG-NJU checkpoints ship
-    (shortest edge = crop, 1/255, ImageNet mean/std), which is also the release's own evaluation pipeline.
-    """
-    crop = {"height": image_size, "width": image_size}
-    if model_type in ("vivit", "vivit_fe"):
-        base = {"image_processor_type": "VivitImageProcessor", "do_resize": True, "resample": 2,
-                "do_center_crop": True, "crop_size": crop, "do_rescale": True,
-                "rescale_factor": 1 / 127.5, "offset": True, "image_mean": [0.5, 0.5, 0.5],
-                "image_std": [0.5, 0.5, 0.5]}
-        if style == "original":
-            return {**base, "size": {"shortest_edge": round(image_size * 256 / 224)}, "do_normalize": False}
-        return {**base, "size": {"shortest_edge": image_size}, "do_normalize": True}
-    return {"image_processor_type": "VideoMAEImageProcessor", "do_resize": True, "resample": 2,
-            "size": {"shortest_edge": image_size}, "do_center_crop": True, "crop_size": crop,
-            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-            "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}

@@ -9,7 +9,8 @@ Each reader also returns the reference forward that --verify compares the writte
 
 from __future__ import annotations
 
-from vivitcli.convert.options import ConvertOptions, Loaded, default_preprocessor
+from vivitcli.convert.options import ConvertOptions, Loaded
+from vivitcli.preprocess import default_config
 from vivitcli.errors import CheckpointError, ConvertError, UsageError
 
 HF_MODEL_TYPES = ("vivit", "videomae", "vivit_fe")
@@ -52,7 +53,7 @@ def read_hf(source, opts: ConvertOptions) -> Loaded:
     if not config.get("architectures"):
         config["architectures"] = [_infer_architecture(model_type, state)]
     if preprocessor is None:
-        preprocessor = default_preprocessor(model_type, _square(config.get("image_size", 224)),
+        preprocessor = default_config(model_type, _square(config.get("image_size", 224)),
                                             opts.preprocess or "hf")
     return Loaded(config, state, preprocessor, _load_model_reference(source.path))
 
@@ -99,7 +100,7 @@ def read_videomae(source, opts: ConvertOptions) -> Loaded:
     def ref(pv):
         return reference.videomae_original(raw, pv, num_heads=heads, eps=1e-6)
 
-    pre = default_preprocessor("videomae", opts.image_size, opts.preprocess or "hf")
+    pre = default_config("videomae", opts.image_size, opts.preprocess or "hf")
     return Loaded(config, state, pre, ref)
 
 
@@ -129,7 +130,7 @@ def read_scenic(source, opts: ConvertOptions) -> Loaded:
 
     # A factorised encoder has no hub port to agree with: it gets Scenic's own pipeline unless told otherwise.
     style = opts.preprocess or ("original" if factorised else "hf")
-    pre = default_preprocessor(config["model_type"], opts.image_size, style)
+    pre = default_config(config["model_type"], opts.image_size, style)
     if style == "hf":
         notes.append("preprocessor: the hub checkpoint's settings (shortest edge = crop, 1/127.5 with offset, then "
                      "mean/std 0.5); --preprocess original writes the Scenic pipeline's [-1, 1] after resizing "

@@ -67,15 +67,7 @@ def finalize(model: VideoModel, *, name: str, device="auto", dtype="auto",
 
 
 def default_preprocessor(cfg: ModelConfig):
-    """The architecture's processor defaults, with the crop set to the model's image size when it is not
-    224 (ViViT keeps its 256/224 resize-to-crop ratio)."""
-    from vivitcli.preprocess import ARCH_DEFAULTS, Preprocessor
+    """The architecture's processor defaults at the model's image size (preprocess.default_config)."""
+    from vivitcli.preprocess import Preprocessor, default_config
 
-    pre = Preprocessor.from_config(None, cfg.model_type)
-    h, w = cfg.image_size
-    if (pre.crop_size["height"], pre.crop_size["width"]) != (h, w):
-        default_crop = ARCH_DEFAULTS[cfg.model_type]["crop_size"]["height"]
-        short = ARCH_DEFAULTS[cfg.model_type]["size"]["shortest_edge"]
-        pre.crop_size = {"height": h, "width": w}
-        pre.size = {"shortest_edge": max(h, w) * short // default_crop}
-    return pre
+    return Preprocessor.from_config(default_config(cfg.model_type, cfg.image_size), cfg.model_type)
