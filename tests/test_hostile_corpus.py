@@ -41,7 +41,7 @@ HOSTILE = {
     "truncated.mp4": r"cannot decode video",
     "empty.mp4": r"empty file",
     "text.mp4": r"cannot decode video",
-    "still.mp4": r"a still image \(png\), not a video",
+    "still.mp4": r"a still image \(png\), not a video \(--allow-images reads it",
     # A PNG whose header claims 15000x15000 (94 bytes on disk): decoding it would allocate 225 MB of grey.
     "huge-png.mp4": r"a still image \(png\), not a video",
     # A real video format (YUV4MPEG2, rawvideo) claiming 15000x15000 frames: the pixel budget refuses it

@@ -1,0 +1,336 @@
+"""Issue 11's command-line items through the real `vivit` process: what the shell adds on top of the output
+library's own tests (tests/test_output_*.py test check_output/open_sink directly; not repeated here).
+
+Refusals are run with `-m` naming a model that does not exist: a run that got as far as loading the model
+would fail with "model ... not found" instead, so each refusal's message proves it came before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.videos import write_not_video
+from vivitcli import synthetic
+
+TIMEOUT = 240  # a loaded 2-core machine; a run blocked on a FIFO would run into it
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    for name in ("VIVIT_DEBUG", "VIVIT_MODEL"):
+        env.pop(name, None)
+    return env
+
+
+def vivit(*args, cwd, input=None, **popen) -> subprocess.CompletedProcess:
+    """`vivit ARGS` as a real process; stdin closed unless `input` is given."""
+    kw = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run([sys.executable, "-m", "vivitcli", *map(str, args)], capture_output=True, text=True,
+                          timeout=TIMEOUT, cwd=cwd, env=_env(), **kw, **popen)
+
+
+def one_line(res: subprocess.CompletedProcess, code, message: str) -> str:
+    """The run ended with `code` (an int or a tuple of allowed ones) and exactly one stderr line holding
+    `message`; nothing on stdout, no traceback."""
+    codes = code if isinstance(code, tuple) else (code,)
+    assert res.returncode in codes, (res.returncode, res.stderr)
+    assert res.stdout == "" and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
+    assert message in res.stderr, res.stderr
+    return res.stderr
+
+
+def listing(folder: Path) -> dict:
+    """Names, types, sizes and contents of everything under `folder` (special files by type only)."""
+    state = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root, name)
+            st = os.lstat(path)
+            body = path.read_bytes() if stat.S_ISREG(st.st_mode) else (
+                os.readlink(path) if stat.S_ISLNK(st.st_mode) else None)
+            state[str(path.relative_to(folder))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), body)
+    return state
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two tiny demo clips, and the outputs of two real runs: a classify jsonl, and an embed .npy written with
+    --force through a symlink onto an existing mode-600 file."""
+    root = tmp_path_factory.mktemp("hardening")
+    clips = {}
+    for seed, (name, label) in enumerate([("a.mp4", "moving left"), ("b.mp4", "moving right")]):
+        spec = synthetic.sample_spec(seed, label=label, width=96, height=72, duration=1.5, fps=12, codec="h264")
+        clips[name] = synthetic.write_clip(spec, root / name)
+    runs = root / "runs"
+    runs.mkdir()
+    shutil.copy(clips["a.mp4"], runs / "a.mp4")
+    shutil.copy(clips["b.mp4"], runs / "b.mp4")
+    classify = vivit("classify", "-m", "demo", "a.mp4", "b.mp4", "-o", "labels.jsonl", "-b", "8", cwd=runs)
+    assert classify.returncode == 0, classify.stderr
+    store = runs / "store"
+    store.mkdir()
+    (store / "real.npy").write_bytes(b"an older output, owner-only")
+    os.chmod(store / "real.npy", 0o600)
+    (runs / "feats.npy").symlink_to(Path("store") / "real.npy")
+    embed = vivit("embed", "-m", "demo", "a.mp4", "b.mp4", "-o", "feats.npy", "--force", "-b", "8", cwd=runs)
+    assert embed.returncode == 0, embed.stderr
+    return {"root": root, "runs": runs, "clips": clips, "no_model": str(root / "no-such-model")}
+
+
+def workdir(data, tmp_path) -> Path:
+    for name, path in data["clips"].items():
+        shutil.copy(path, tmp_path / name)
+    return tmp_path
+
+
+# ------------------------------------------------------------------------------------------- --out refusals
+
+
+def test_out_naming_an_input_is_refused_before_any_work(data, tmp_path):
+    work = workdir(data, tmp_path)
+    (work / "videos").mkdir()
+    shutil.copy(work / "a.mp4", work / "videos" / "a.mp4")
+    shutil.copy(work / "b.mp4", work / "clip.json")  # a video under an output's name, listed on stdin
+    before = listing(work)
+    no_model = data["no_model"]
+    # `vivit classify -o *.mp4`: the shell made the first video the output; its suffix is no output format.
+    one_line(vivit("classify", "-m", no_model, "-o", "a.mp4", "b.mp4", cwd=work), 2, "unknown file type .mp4")
+    # The output is one of the files a folder walk found, even with --force and --format.
+    one_line(vivit("classify", "-m", no_model, "-f", "jsonl", "--force", "-o", "videos/a.mp4", "videos", cwd=work),
+             2, "--out videos/a.mp4 would overwrite the input videos/a.mp4")
+    # ... or one of the paths read from stdin (NUL-separated), spelled differently.
+    one_line(vivit("classify", "-m", no_model, "-0", "-", "--force", "-o", "./clip.json", cwd=work,
+                   input="b.mp4\0clip.json\0"), 2, "would overwrite the input clip.json")
+    assert listing(work) == before
+
+
+def test_out_that_is_not_a_regular_file_is_refused(data, tmp_path):
+    work = workdir(data, tmp_path)
+    os.symlink("/dev/null", work / "null.jsonl")  # a device behind a name with the right suffix
+    os.symlink("/dev/null", work / "null.npy")
+    os.mkfifo(work / "fifo.jsonl")  # opening it to write would block until a reader comes
+    (work / "folder.npy").mkdir()
+    before = listing(work)
+    no_model = data["no_model"]
+    for command, out, what in [("classify", "null.jsonl", "device"), ("embed", "null.npy", "device"),
+                               ("classify", "fifo.jsonl", "pipe"), ("embed", "folder.npy", "folder")]:
+        res = vivit(command, "-m", no_model, "a.mp4", "-o", out, "--force", cwd=work)
+        one_line(res, 2, f"--out {out}")
+        assert what in res.stderr and "not a regular file" in res.stderr, res.stderr
+    one_line(vivit("classify", "-m", no_model, "a.mp4", "-o", "fifo.jsonl", "--resume", cwd=work), 2, "pipe")
+    # `-o >(cat)`: the shell passes /dev/fd/N, the write end of a pipe.
+    read_end, write_end = os.pipe()
+    try:
+        res = vivit("classify", "-m", no_model, "a.mp4", "-f", "jsonl", "--force", "-o", f"/dev/fd/{write_end}",
+                    cwd=work, pass_fds=(write_end,))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    one_line(res, 2, "pipe")
+    assert listing(work) == before
+
+
+def test_out_name_too_long_is_one_line(data, tmp_path):
+    work = workdir(data, tmp_path)
+    name = "y" * 245 + ".jsonl"  # 251 characters
+    res = vivit("classify", "-m", data["no_model"], "a.mp4", "-o", name, cwd=work)
+    one_line(res, (1, 2), "file name too long")
+    assert sorted(os.listdir(work)) == ["a.mp4", "b.mp4"]
+
+
+def _read_only_run(work: Path, args: list[str]) -> subprocess.CompletedProcess | None:
+    """Run vivit with `work/ro` read-only: a read-only mount in a user namespace (root ignores mode bits), or a
+    mode-555 folder for a normal user. None when neither is possible here."""
+    ro = work / "ro"
+    cmd = [sys.executable, "-m", "vivitcli", *args]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0:
+        script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+        return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(ro), *cmd], capture_output=True,
+                              text=True, timeout=TIMEOUT, cwd=work, env=_env(), stdin=subprocess.DEVNULL)
+    if os.geteuid() == 0:
+        return None
+    os.chmod(ro, 0o555)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, cwd=work, env=_env(),
+                              stdin=subprocess.DEVNULL)
+    finally:
+        os.chmod(ro, 0o755)
+
+
+def test_read_only_output_folder_is_one_line_and_keeps_what_is_there(data, tmp_path):
+    work = workdir(data, tmp_path)
+    (work / "ro").mkdir()
+    (work / "ro" / "old.jsonl").write_text("an earlier output\n")
+    for args, message in [(["classify", "-m", data["no_model"], "a.mp4", "-o", "ro/new.jsonl"], "ro/new.jsonl"),
+                          (["embed", "-m", data["no_model"], "a.mp4", "-o", "ro/old.jsonl", "--force"],
+                           "ro/old.jsonl")]:
+        res = _read_only_run(work, args)
+        if res is None:
+            pytest.skip("root without user namespaces: no way to make a folder read-only for this process")
+        text = one_line(res, (1, 2), message)
+        assert "read-only" in text or "permission denied" in text, text
+    assert sorted(os.listdir(work / "ro")) == ["old.jsonl"]
+    assert (work / "ro" / "old.jsonl").read_text() == "an earlier output\n"
+
+
+# ------------------------------------------------------------------------------------------- what a run writes
+
+
+def test_symlinked_out_is_written_through_and_keeps_mode_600_after_force(data):
+    runs = data["runs"]
+    link = runs / "feats.npy"
+    assert link.is_symlink() and os.readlink(link) == os.path.join("store", "real.npy")
+    real = runs / "store" / "real.npy"
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o600
+    array = np.load(real)
+    assert array.shape[0] == 2 and array.dtype == np.float32
+    sidecar = json.loads((runs / "store" / "real.npy.json").read_text())
+    assert [r["path"] for r in sidecar["rows"]] == ["a.mp4", "b.mp4"] and sidecar["complete"] is True
+    # Nothing else left behind: no journal, lock or temp file next to the link or the target.
+    assert sorted(os.listdir(runs)) == ["a.mp4", "b.mp4", "feats.npy", "labels.jsonl", "labels.jsonl.json",
+                                        "store"]
+    assert sorted(os.listdir(runs / "store")) == ["real.npy", "real.npy.json"]
+
+
+def test_second_run_on_the_same_out_fails_at_once(data, tmp_path):
+    work = workdir(data, tmp_path)
+    many = work / "many"
+    many.mkdir()
+    for i in range(16):
+        os.link(work / "a.mp4", many / f"v{i:02d}.mp4")
+    lock = work / "out.jsonl.lock"
+    first = subprocess.Popen([sys.executable, "-m", "vivitcli", "classify", "-m", "demo", "many", "-b", "1",
+                              "-o", "out.jsonl", "-q"], cwd=work, env=_env(), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not lock.exists():  # the first run holds the lock from its output check on
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = vivit("classify", "-m", "demo", "b.mp4", "-o", "out.jsonl", "--force", cwd=work)
+        still_running = first.poll() is None
+        out, err = first.communicate(timeout=TIMEOUT)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    one_line(second, 1, f"out.jsonl: another vivit run is writing it (pid {first.pid})")
+    assert still_running, "the second run waited for the first instead of failing at once"
+    assert first.returncode == 0, err
+    records = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in records] == [f"many/v{i:02d}.mp4" for i in range(16)]
+    assert all(r["labels"][0]["label"] == "moving left" for r in records)
+    assert not lock.exists()
+
+
+# ------------------------------------------------------------------------------------------- --resume refusals
+
+
+def _copy_outputs(data, tmp_path) -> Path:
+    work = workdir(data, tmp_path)
+    for name in ("labels.jsonl", "labels.jsonl.json"):
+        shutil.copy(data["runs"] / name, work / name)
+    for name in ("real.npy", "real.npy.json"):
+        shutil.copy(data["runs"] / "store" / name, work / name.replace("real", "feats"))
+    return work
+
+
+def test_resume_of_an_embed_into_a_classify_output_is_refused(data, tmp_path):
+    work = _copy_outputs(data, tmp_path)
+    before = listing(work)
+    res = vivit("embed", "-m", data["no_model"], "a.mp4", "b.mp4", "-o", "labels.jsonl", "--resume", cwd=work)
+    one_line(res, (1, 2), "labels.jsonl: holds classify records, not embed")
+    assert listing(work) == before
+
+
+@pytest.mark.parametrize("command,out,damaged,garbage,message", [
+    ("classify", "labels.jsonl", "labels.jsonl.json", '{"format": "vivitcli', "corrupt sidecar"),
+    ("embed", "feats.npy", "feats.npy.json", "\x00\x01 not json", "corrupt sidecar"),
+    ("embed", "feats.npy", "feats.npy.partial", "garbage\n", "feats.npy.partial: line 1 is not a vivit record"),
+])
+def test_corrupt_journal_or_sidecar_on_resume_is_one_line(data, tmp_path, command, out, damaged, garbage, message):
+    work = _copy_outputs(data, tmp_path)
+    (work / damaged).write_text(garbage)
+    before = listing(work)
+    res = vivit(command, "-m", data["no_model"], "a.mp4", "b.mp4", "-o", out, "--resume", cwd=work)
+    one_line(res, 1, message)
+    assert listing(work) == before
+
+
+# ------------------------------------------------------------------------------------------- options and inputs
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seed", "-1"], "--seed -1 is out of range"),
+    (["--seed", str(2**40)], f"--seed {2**40} is out of range"),
+    (["--clips", "10000"], "--clips 10000 is out of range"),
+    (["--sampling", "clips", "--clips", "10000"], "--clips 10000 is out of range"),
+])
+def test_out_of_range_seed_and_clips_are_usage_errors_before_the_model_loads(data, tmp_path, args, message):
+    work = workdir(data, tmp_path)
+    command = "embed" if args[0] == "--sampling" else "classify"
+    one_line(vivit(command, "-m", data["no_model"], "a.mp4", *args, cwd=work), 2, message)
+
+
+def test_labels_file_that_is_not_utf8_is_one_line(data, tmp_path):
+    work = workdir(data, tmp_path)
+    (work / "names.txt").write_bytes("moving left\nmoving right\ncaf\u00e9\n".encode("latin-1") + b"\xff\xfe\n")
+    res = vivit("classify", "-m", "demo", "a.mp4", "--labels", "names.txt", cwd=work)
+    one_line(res, 2, "--labels names.txt: not UTF-8")
+
+
+def test_nul_separated_stdin_with_newlines_in_names_and_an_empty_folder(data, tmp_path):
+    """`find -print0 | vivit classify -0 -`: names holding newlines and ESC are whole inputs; a listed folder
+    with no videos is that input's error line, and the rest of the list runs."""
+    work = workdir(data, tmp_path)
+    names = work / "names"
+    names.mkdir()
+    shutil.copy(work / "a.mp4", names / "new\nline.mp4")
+    shutil.copy(work / "b.mp4", names / "esc\x1b[2Jx.mp4")
+    write_not_video(names / "bad\nfile.mp4")
+    (work / "empty").mkdir()
+    script = 'find names -name "*.mp4" -print0 | sort -z; printf "%s\\0" empty'
+    res = subprocess.run(["bash", "-c", f'({script}) | "$0" -m vivitcli classify -m demo -0 - -o out.jsonl -b 8',
+                          sys.executable], capture_output=True, text=True, timeout=TIMEOUT, cwd=work, env=_env())
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "\x1b" not in res.stderr
+    records = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in records] == ["names/bad\nfile.mp4", "names/esc\x1b[2Jx.mp4", "names/new\nline.mp4",
+                                            "empty"]
+    assert records[0]["error"].startswith("cannot decode video")
+    assert records[1]["labels"][0]["label"] == "moving right" and records[1]["error"] is None
+    assert records[2]["labels"][0]["label"] == "moving left" and records[2]["error"] is None
+    assert records[3]["error"] and records[3]["labels"] == []
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith("error: names/bad\\nfile.mp4: cannot decode video")
+    assert lines[1].startswith("error: empty: ") and "no video" in lines[1]
+    assert lines[2:] == ["vivit: 2/4 done, 2 failed; rerun with --resume to retry the failed ones"]
+
+
+def test_allow_images_labels_a_picture_and_the_pixel_budget_still_refuses_a_huge_one(data, tmp_path):
+    """The still-image error's hint names --allow-images (tests/test_hostile_corpus.py); with it a picture is a
+    one-frame video, and a PNG claiming 15000x15000 is refused by the pixel budget instead of being decoded."""
+    from tests.videos import index_frame, write_png
+
+    work = workdir(data, tmp_path)
+    write_png(work / "photo.mp4", image=index_frame(3, 64, 48))
+    write_png(work / "huge.mp4", width=15000, height=15000)
+    res = vivit("classify", "-m", "demo", "photo.mp4", "huge.mp4", "--allow-images", cwd=work)
+    assert res.returncode == 1, res.stderr
+    photo, huge = [json.loads(line) for line in res.stdout.splitlines()]
+    assert photo["path"] == "photo.mp4" and photo["error"] is None and len(photo["labels"]) == 5
+    assert huge["path"] == "huge.mp4" and "budget" in huge["error"]
+    assert res.stderr.splitlines()[0].startswith("error: huge.mp4: ") and "budget" in res.stderr.splitlines()[0]
+    assert "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 2  # + the summary line
