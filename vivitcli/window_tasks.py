@@ -126,7 +126,7 @@ class _WindowsMixin:
         def start(path: str):
             """(plan, decoder started) for one file; the plan carries the error when planning failed."""
             try:
-                if not os.path.exists(path):
+                if not os.path.lexists(path):  # a broken link or a loop: the probe says which
                     from vivitcli.errors import VideoError
 
                     raise VideoError(path, "no such file")
