@@ -176,6 +176,22 @@ def test_classify_the_corpus(corpus):
     assert snapshot(corpus["folder"]) == before
     assert sorted(os.listdir(corpus["root"])) == ["out.jsonl", "out.jsonl.json", "videos"]
 
+    # --resume retries only the failed inputs (the FIFO again without hanging), keeps the finished records
+    # as they were, and ends with the same one record per input in order.
+    res = vivit("classify", "-m", "demo", corpus["folder"], "-o", out, "-b", BATCH, "--resume", cwd=corpus["root"])
+    assert res.returncode == 1, res.stderr
+    first, *rest = res.stderr.splitlines(keepends=True)
+    n_good, n_bad = len(corpus["good"]), len(corpus["hostile"])
+    assert first == f"resume: {n_good} of {n_good + n_bad} inputs already done\n"
+    assert len(rest) == n_bad + 1 and "Traceback" not in res.stderr, res.stderr
+    assert rest[-1].startswith(f"vivit: 0/{n_bad} done, {n_bad} failed")
+    assert [line.split(": ")[1] for line in rest[:-1]] == [escaped(p) for p in corpus["order"]
+                                                           if p in corpus["hostile"]]
+    again = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["path"] for r in again] == corpus["order"]
+    assert [r for r in again if r["error"] is None] == [r for r in records if r["error"] is None]
+    assert snapshot(corpus["folder"]) == before
+
 
 def test_embed_the_corpus(corpus, tmp_path):
     before = snapshot(corpus["folder"])
