@@ -71,12 +71,16 @@ class _Plan:
         if self.pool is None:
             self.done[pos] = self._task(pos, frame)
             return
-        self.done[pos] = self.pool.submit(self._task, pos, frame)
-        self.pending.append(self.done[pos])
+        future = self.pool.submit(self._task, pos, frame)
+        # With a sink nothing is kept: holding every Future made memory grow with the video (an hour: +20 MiB).
+        self.done[pos] = True if self.sink is not None else future
+        self.pending.append(future)
         while len(self.pending) > 2 * self.pool._max_workers:
             self.pending.popleft().result()
 
     def results(self) -> dict:
+        while self.pending:  # conversions still in flight (the only Futures a sink run keeps)
+            self.pending.popleft().result()
         return {p: (v.result() if isinstance(v, Future) else v) for p, v in self.done.items()}
 
 
