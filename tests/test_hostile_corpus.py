@@ -32,7 +32,8 @@ BATCH = "8"
 # clip inside a folder whose name looks like a video file (a folder is walked, whatever its name).
 GOOD = [("good-left.mp4", "moving left", 96, 72), ("good-right.mp4", "moving right", 128, 72),
         ("good-grow.mp4", "growing", 72, 96), ("good-shrink.mp4", "shrinking", 96, 96),
-        ("x.mp4/inside.mp4", "moving up", 96, 72)]
+        ("x.mp4/inside.mp4", "moving up", 96, 72),
+        ("good\x1b]0;pwned\x07 title.mp4", "moving down", 96, 72)]  # a terminal title-setting sequence
 
 EVIL = "evil\nname\x1b[31m.mp4"  # a newline and an ANSI colour sequence in the name
 
@@ -135,15 +136,16 @@ def corpus(tmp_path_factory):
 
 
 def escaped(path: str) -> str:
-    """How a message must show a name: the newline and ESC of EVIL spelled out (written out here, not by
-    the code under test)."""
-    return path.replace("\n", "\\n").replace("\x1b", "\\x1b")
+    """How a message must show a name: control characters spelled out as Python writes them (done here, not
+    by the code under test)."""
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return "".join(named.get(ch, f"\\x{ord(ch):02x}") if ord(ch) < 32 or ord(ch) == 127 else ch for ch in path)
 
 
 def check_stderr(stderr: str, corpus) -> None:
     """One `error: PATH: reason` line per hostile file, in input order, then the summary line; nothing else."""
     assert "Traceback" not in stderr
-    assert "\x1b" not in stderr and "\r" not in stderr
+    assert "\x1b" not in stderr and "\r" not in stderr and "\x07" not in stderr
     lines = stderr.splitlines()
     hostile = [p for p in corpus["order"] if p in corpus["hostile"]]
     total = len(corpus["order"])
@@ -211,6 +213,20 @@ def test_embed_the_corpus(corpus, tmp_path):
     assert np.isfinite(array).all() and len({row.tobytes() for row in array}) == len(good)
     assert snapshot(corpus["folder"]) == before
     assert sorted(os.listdir(tmp_path)) == ["feats.npy", "feats.npy.json"]
+
+
+def test_table_on_a_terminal_shows_names_escaped(corpus, tmp_path):
+    """The table format is for people at a terminal: a name must not move the cursor, clear the screen or set
+    the window title there (JSON and CSV keep the raw name: they are data)."""
+    good_evil = next(p for p in corpus["good"] if "\x1b" in p)
+    bad_evil = str(corpus["folder"] / EVIL)
+    res = vivit("classify", "-m", "demo", "-f", "table", bad_evil, good_evil, "-k", "1", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert not any(ch in res.stdout for ch in "\x1b\x07\r")
+    assert res.stdout.splitlines() == [escaped(bad_evil), res.stdout.splitlines()[1], escaped(good_evil),
+                                       res.stdout.splitlines()[3]]
+    assert res.stdout.splitlines()[1].startswith("  error: cannot decode video")
+    assert res.stdout.splitlines()[3].endswith(f"  {corpus['good'][good_evil]}")
 
 
 def _undecodable_name_folder(root: Path) -> Path | None:

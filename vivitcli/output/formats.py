@@ -18,7 +18,7 @@ import io
 import json
 import os
 
-from vivitcli.errors import UsageError
+from vivitcli.errors import UsageError, printable
 from vivitcli.output.records import jsonable
 
 TEXT_FORMATS = ("table", "jsonl", "json", "csv")
@@ -134,18 +134,18 @@ class TableFormat(Format):
         indent = "  "
         if self.kind == "window":
             if first or record.get("window") in (0, None):
-                lines.append(record["path"])
+                lines.append(printable(record["path"]))  # a name holding ESC[2J must not clear the terminal
             lines.append(f"  {_seconds(record.get('start'))}-{_seconds(record.get('end'))} s")
             indent = "    "
         else:
-            lines.append(record["path"] + ("  (approximate frames)" if record.get("approximate") else ""))
+            lines.append(printable(record["path"]) + ("  (approximate frames)" if record.get("approximate") else ""))
         if record.get("error"):
             lines.append(f"{indent}error: {record['error']}")
         for item in record.get("labels") or []:
-            lines.append(f"{indent}{float(item['score']):7.4f}  {item['label']}")
+            lines.append(f"{indent}{float(item['score']):7.4f}  {printable(item['label'])}")
         for head, items in (record.get("heads") or {}).items():
             for item in items:
-                lines.append(f"{indent}{float(item['score']):7.4f}  {head}: {item['label']}")
+                lines.append(f"{indent}{float(item['score']):7.4f}  {head}: {printable(item['label'])}")
         return "\n".join(lines) + "\n"
 
 
