@@ -149,6 +149,19 @@ def test_out_name_too_long_is_one_line(data, tmp_path):
     assert sorted(os.listdir(work)) == ["a.mp4", "b.mp4"]
 
 
+def test_names_in_refusals_are_escaped_on_one_line(data, tmp_path):
+    """Every refusal is one line even when the names it quotes hold a newline or an escape sequence."""
+    work = workdir(data, tmp_path)
+    out = "old\nrun\x1b[2J.jsonl"
+    (work / out).write_text("keep\n")
+    res = vivit("classify", "-m", data["no_model"], "a.mp4", "-o", out, cwd=work)
+    one_line(res, 2, "error: old\\nrun\\x1b[2J.jsonl exists; pass --force")
+    assert "\x1b" not in res.stderr and (work / out).read_text() == "keep\n"
+    res = vivit("classify", "-m", "no\nsuch\x1b[2Jmodel", "a.mp4", cwd=work)
+    one_line(res, 1, "no\\nsuch\\x1b[2Jmodel")
+    assert "\x1b" not in res.stderr
+
+
 def _read_only_run(work: Path, args: list[str]) -> subprocess.CompletedProcess | None:
     """Run vivit with `work/ro` read-only: a read-only mount in a user namespace (root ignores mode bits), or a
     mode-555 folder for a normal user. None when neither is possible here."""

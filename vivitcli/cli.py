@@ -19,7 +19,7 @@ import typer
 
 from vivitcli import __version__
 from vivitcli.commands import benchmark, classify, convert, embed, models, probe, reconstruct, sample_clip, timeline
-from vivitcli.errors import VivitError
+from vivitcli.errors import VivitError, printable
 
 app = typer.Typer(
     name="vivit",
@@ -75,7 +75,8 @@ def guarded(func):
         except VivitError as err:
             if _debug_wanted(kwargs):
                 traceback.print_exc()
-            typer.echo(f"error: {err}", err=True)
+            # One line whatever names it holds: a newline or ESC[2J in an --out/--labels/model name is shown escaped.
+            typer.echo(f"error: {printable(err)}", err=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt as err:
             if _debug_wanted(kwargs):
