@@ -347,3 +347,34 @@ def test_allow_images_labels_a_picture_and_the_pixel_budget_still_refuses_a_huge
     assert huge["path"] == "huge.mp4" and "budget" in huge["error"]
     assert res.stderr.splitlines()[0].startswith("error: huge.mp4: ") and "budget" in res.stderr.splitlines()[0]
     assert "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 2  # + the summary line
+
+
+def test_a_model_that_does_not_crop_labels_clips_of_several_shapes_in_one_batch(data, tmp_path):
+    """Issue 11 item 4: a preprocessor without a centre crop gives clips of each video's own aspect ratio; one
+    batch of them crashed the run. Batched (-b 8) they get the labels and scores they get one at a time (-b 1)."""
+    import vivitcli
+
+    model = tmp_path / "uncropped"
+    shutil.copytree(Path(vivitcli.__file__).parent / "demo" / "model", model)  # `--model demo`
+    pre = json.loads((model / "preprocessor_config.json").read_text())
+    pre.update(do_center_crop=False, size={"shortest_edge": 64})
+    (model / "preprocessor_config.json").write_text(json.dumps(pre))
+    clips = []
+    for seed, (label, width, height) in enumerate([("moving left", 128, 72), ("growing", 72, 96),
+                                                   ("moving up", 96, 96), ("shrinking", 96, 72)]):
+        spec = synthetic.sample_spec(seed, label=label, width=width, height=height, duration=1.5, fps=12,
+                                     codec="h264")
+        clips.append((synthetic.write_clip(spec, tmp_path / f"{seed}.mp4"), label))
+    paths = [p for p, _ in clips]
+    batched = vivit("classify", "-m", model, *paths, "-b", "8", "-k", "6", cwd=tmp_path)
+    single = vivit("classify", "-m", model, *paths, "-b", "1", "-k", "6", cwd=tmp_path)
+    assert batched.returncode == 0 and single.returncode == 0, (batched.stderr, single.stderr)
+    a = [json.loads(line) for line in batched.stdout.splitlines()]
+    b = [json.loads(line) for line in single.stdout.splitlines()]
+    assert [r["path"] for r in a] == [r["path"] for r in b] == paths
+    for ra, rb, (_, label) in zip(a, b, clips):
+        assert ra["labels"][0]["label"] == label
+        scores_a = {x["label"]: x["score"] for x in ra["labels"]}
+        scores_b = {x["label"]: x["score"] for x in rb["labels"]}
+        assert scores_a.keys() == scores_b.keys()
+        np.testing.assert_allclose([scores_a[k] for k in scores_a], [scores_b[k] for k in scores_a], atol=1e-5)
