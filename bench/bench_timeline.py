@@ -53,6 +53,25 @@ def make_clip(name: str, seconds: int, size: str, preset: str) -> Path:
     return path
 
 
+def random_checkpoint(name: str) -> str:
+    """`random-videomae-b`: VideoMAE-B (16 x 224 x 224, 400 classes) with seeded random weights, saved once by
+    transformers into bench/_work/ so that every method (and `vivit classify`) loads the same checkpoint."""
+    path = WORK / name
+    if name != "random-videomae-b":
+        raise SystemExit(f"unknown random model {name!r} (use random-videomae-b)")
+    if not (path / "config.json").exists():
+        import torch
+        from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+        torch.manual_seed(0)
+        VideoMAEForVideoClassification(VideoMAEConfig(num_labels=400)).save_pretrained(path)
+        (path / "preprocessor_config.json").write_text(json.dumps({
+            "do_resize": True, "size": {"shortest_edge": 224}, "resample": 2, "do_center_crop": True,
+            "crop_size": {"height": 224, "width": 224}, "do_rescale": True, "rescale_factor": 1 / 255,
+            "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
+    return str(path)
+
+
 # ------------------------------------------------------------------------------------------- child side
 def _windows(args):
     from vivitcli.window_tasks import TimelineJob
@@ -195,6 +214,8 @@ def main() -> None:
     if args.video is None:
         m = args.clip_minutes
         args.video = str(make_clip(f"720p_{m:g}min_gop250.mp4", int(m * 60), "1280x720", "veryfast"))
+    if args.model.startswith("random-"):
+        args.model = random_checkpoint(args.model)
     results = {}
     for method in args.methods.split(","):
         results[method] = measure(method, args)
