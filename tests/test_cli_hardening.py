@@ -285,6 +285,32 @@ def test_corrupt_journal_or_sidecar_on_resume_is_one_line(data, tmp_path, comman
 # ------------------------------------------------------------------------------------------- options and inputs
 
 
+def test_csv_output_quotes_names_with_line_breaks_and_resumes_them(data, tmp_path):
+    """A name holding a carriage return was written unquoted: every CSV reader split the row, and --resume
+    died with a traceback on the file vivit itself wrote."""
+    work = workdir(data, tmp_path)
+    names = work / "names"
+    names.mkdir()
+    odd = ["cr\rname.mp4", "nl\nname.mp4", 'comma,"quote".mp4']
+    for name, source in zip(odd, ("a.mp4", "b.mp4", "a.mp4")):
+        shutil.copy(work / source, names / name)
+    first = vivit("classify", "-m", "demo", "names", "-o", "out.csv", "-k", "1", "-b", "8", cwd=work)
+    assert first.returncode == 0, first.stderr
+    import csv
+
+    with open(work / "out.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["path"] for row in rows) == sorted(f"names/{n}" for n in odd)
+    before = (work / "out.csv").read_bytes()
+    again = vivit("classify", "-m", "demo", "names", "-o", "out.csv", "-k", "1", "--resume", cwd=work)
+    assert again.returncode == 0 and again.stderr == "resume: 3 of 3 inputs already done\n", again.stderr
+    assert (work / "out.csv").read_bytes() == before
+    # A csv that is not readable (an unquoted line break inside a row) is one line on --resume.
+    (work / "broken.csv").write_bytes(before.replace(b'"names/cr\rname.mp4"', b"names/cr\rname.mp4"))
+    one_line(vivit("classify", "-m", data["no_model"], "names", "-o", "broken.csv", "-k", "1", "--resume",
+                   cwd=work), 1, "broken.csv: not a readable csv")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--seed", "-1"], "--seed -1 is out of range"),
     (["--seed", str(2**40)], f"--seed {2**40} is out of range"),

@@ -88,9 +88,14 @@ CSV_COLUMNS = {"classify": ("path",) + LABEL_COLUMNS, "window": ("path", "window
 
 
 def csv_text(rows) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
+    # Written with "\r\n" so that the writer quotes a field holding a lone "\r" (a file name may: unquoted, every
+    # CSV reader splits the row there); each row then ends in "\n" as before.
+    lines = []
+    for row in rows:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerow(row)
+        lines.append(buf.getvalue()[:-2] + "\n")
+    return "".join(lines)
 
 
 class CsvFormat(Format):

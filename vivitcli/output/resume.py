@@ -119,7 +119,10 @@ def read_csv_records(path: str, kind: str) -> tuple[list[dict], list[str]]:
             from None
     if data and not data.endswith("\n"):
         data = data[: data.rfind("\n") + 1]  # a torn last row
-    rows = list(csv.reader(io.StringIO(data)))
+    try:
+        rows = list(csv.reader(io.StringIO(data)))
+    except csv.Error as err:
+        raise OutputError(f"{path}: not a readable csv ({err}), cannot resume", "start over with --force") from None
     if not rows:
         return [], []
     header = tuple(rows[0])
