@@ -285,32 +285,6 @@ def test_corrupt_journal_or_sidecar_on_resume_is_one_line(data, tmp_path, comman
 # ------------------------------------------------------------------------------------------- options and inputs
 
 
-def test_csv_output_quotes_names_with_line_breaks_and_resumes_them(data, tmp_path):
-    """A name holding a carriage return was written unquoted: every CSV reader split the row, and --resume
-    died with a traceback on the file vivit itself wrote."""
-    work = workdir(data, tmp_path)
-    names = work / "names"
-    names.mkdir()
-    odd = ["cr\rname.mp4", "nl\nname.mp4", 'comma,"quote".mp4']
-    for name, source in zip(odd, ("a.mp4", "b.mp4", "a.mp4")):
-        shutil.copy(work / source, names / name)
-    first = vivit("classify", "-m", "demo", "names", "-o", "out.csv", "-k", "1", "-b", "8", cwd=work)
-    assert first.returncode == 0, first.stderr
-    import csv
-
-    with open(work / "out.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted(row["path"] for row in rows) == sorted(f"names/{n}" for n in odd)
-    before = (work / "out.csv").read_bytes()
-    again = vivit("classify", "-m", "demo", "names", "-o", "out.csv", "-k", "1", "--resume", cwd=work)
-    assert again.returncode == 0 and again.stderr == "resume: 3 of 3 inputs already done\n", again.stderr
-    assert (work / "out.csv").read_bytes() == before
-    # A csv that is not readable (an unquoted line break inside a row) is one line on --resume.
-    (work / "broken.csv").write_bytes(before.replace(b'"names/cr\rname.mp4"', b"names/cr\rname.mp4"))
-    one_line(vivit("classify", "-m", data["no_model"], "names", "-o", "broken.csv", "-k", "1", "--resume",
-                   cwd=work), 1, "broken.csv: not a readable csv")
-
-
 @pytest.mark.parametrize("args,message", [
     (["--seed", "-1"], "--seed -1 is out of range"),
     (["--seed", str(2**40)], f"--seed {2**40} is out of range"),
@@ -330,32 +304,57 @@ def test_labels_file_that_is_not_utf8_is_one_line(data, tmp_path):
     one_line(res, 2, "--labels names.txt: not UTF-8")
 
 
-def test_nul_separated_stdin_with_newlines_in_names_and_an_empty_folder(data, tmp_path):
-    """`find -print0 | vivit classify -0 -`: names holding newlines and ESC are whole inputs; a listed folder
-    with no videos is that input's error line, and the rest of the list runs."""
+def test_nul_separated_stdin_names_with_line_breaks_an_empty_folder_csv_and_resume(data, tmp_path):
+    """`find -print0 | vivit classify -0 - -o out.csv`: names holding newlines, a carriage return, ESC, a comma
+    and quotes are whole inputs; a listed folder with no videos is that input's error line and the rest runs.
+    The csv quotes every such name (a lone CR was written unquoted: every reader split the row, and --resume
+    died with a traceback on the file vivit itself wrote), and --resume retries only the failed inputs."""
+    import csv
+
     work = workdir(data, tmp_path)
     names = work / "names"
     names.mkdir()
-    shutil.copy(work / "a.mp4", names / "new\nline.mp4")
-    shutil.copy(work / "b.mp4", names / "esc\x1b[2Jx.mp4")
+    good = {"comma,\"quote\".mp4": "moving right", "cr\rname.mp4": "moving left", "esc\x1b[2Jx.mp4": "moving right",
+            "new\nline.mp4": "moving left"}
+    for name, label in good.items():
+        shutil.copy(work / ("a.mp4" if label == "moving left" else "b.mp4"), names / name)
     write_not_video(names / "bad\nfile.mp4")
     (work / "empty").mkdir()
-    script = 'find names -name "*.mp4" -print0 | sort -z; printf "%s\\0" empty'
-    res = subprocess.run(["bash", "-c", f'({script}) | "$0" -m vivitcli classify -m demo -0 - -o out.jsonl -b 8',
-                          sys.executable], capture_output=True, text=True, timeout=TIMEOUT, cwd=work, env=_env())
+    script = 'find names -name "*.mp4" -print0 | LC_ALL=C sort -z; printf "%s\\0" empty'
+    command = f'({script}) | "$0" -m vivitcli classify -m demo -0 - -o out.csv -k 1 -b 8 "$@"'
+    run = lambda *extra: subprocess.run(["bash", "-c", command, sys.executable, *extra], capture_output=True,
+                                        text=True, timeout=TIMEOUT, cwd=work, env=_env())
+    res = run()
     assert res.returncode == 1, res.stderr
-    assert "Traceback" not in res.stderr and "\x1b" not in res.stderr
-    records = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
-    assert [r["path"] for r in records] == ["names/bad\nfile.mp4", "names/esc\x1b[2Jx.mp4", "names/new\nline.mp4",
-                                            "empty"]
-    assert records[0]["error"].startswith("cannot decode video")
-    assert records[1]["labels"][0]["label"] == "moving right" and records[1]["error"] is None
-    assert records[2]["labels"][0]["label"] == "moving left" and records[2]["error"] is None
-    assert records[3]["error"] and records[3]["labels"] == []
+    assert "Traceback" not in res.stderr and "\x1b" not in res.stderr and "\r" not in res.stderr
+    with open(work / "out.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    order = sorted(["bad\nfile.mp4", *good], key=str.encode)
+    assert [row["path"] for row in rows] == [f"names/{n}" for n in order] + ["empty"]
+    for row in rows:
+        name = row["path"].removeprefix("names/")
+        if name in good:
+            assert (row["label"], row["error"]) == (good[name], ""), row
+        else:
+            assert row["label"] == "" and row["error"], row
+    assert rows[0]["error"].startswith("cannot decode video") and "no video" in rows[-1]["error"]
+    errors = ["error: names/bad\\nfile.mp4: cannot decode video", "error: empty: "]
+    summary = "vivit: {}/{} done, 2 failed; rerun with --resume to retry the failed ones"
     lines = res.stderr.splitlines()
-    assert lines[0].startswith("error: names/bad\\nfile.mp4: cannot decode video")
-    assert lines[1].startswith("error: empty: ") and "no video" in lines[1]
-    assert lines[2:] == ["vivit: 2/4 done, 2 failed; rerun with --resume to retry the failed ones"]
+    assert [line[:len(e)] for line, e in zip(lines, errors)] == errors and lines[2:] == [summary.format(4, 6)]
+    before = (work / "out.csv").read_bytes()
+
+    res = run("--resume")
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0] == "resume: 4 of 6 inputs already done"
+    assert [line[:len(e)] for line, e in zip(lines[1:], errors)] == errors and lines[3:] == [summary.format(0, 2)]
+    with open(work / "out.csv", newline="", encoding="utf-8") as f:
+        assert list(csv.DictReader(f)) == rows  # the failed ones retried (and failed again) in place
+    # A csv that is not readable (an unquoted line break inside a row) is one line on --resume.
+    (work / "broken.csv").write_bytes(before.replace(b'"names/cr\rname.mp4"', b"names/cr\rname.mp4"))
+    one_line(vivit("classify", "-m", data["no_model"], "names", "-o", "broken.csv", "-k", "1", "--resume",
+                   cwd=work), 1, "broken.csv: not a readable csv")
 
 
 def test_allow_images_labels_a_picture_and_the_pixel_budget_still_refuses_a_huge_one(data, tmp_path):
