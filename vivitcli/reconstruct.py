@@ -73,8 +73,6 @@ def reconstruct(video, model, *, mask_ratio: float = 0.9, seed: int = 0, masking
 
     model: a pre-training model (load_model(..., task="pretraining")). Raises VideoError for an unreadable
     video, UsageError for a bad mask ratio/masking or a model without a decoder."""
-    import torch
-
     from vivitcli.masking import make_mask
 
     if not hasattr(model, "decoder_head"):
@@ -142,7 +140,6 @@ def render_views(model, pixel_values, mask, logits) -> dict:
     pixel_values = pixel_values.to("cpu", torch.float32)
     mask = mask.to("cpu")
     logits = logits.to("cpu", torch.float32)
-    b = pixel_values.shape[0]
     target = patchify(target_space(pixel_values), tubelet)                          # (B, N, P)
     predicted = predicted_patches(model, pixel_values, mask, logits)                # (B, M, P)
     grey = patchify(target_space(_grey_pixels(pixel_values, model.preprocessor)), tubelet)
@@ -155,7 +152,6 @@ def render_views(model, pixel_values, mask, logits) -> dict:
     recon[mask] = predicted.reshape(-1, predicted.shape[-1])
     pasted = target.clone()
     pasted[mask] = predicted.reshape(-1, predicted.shape[-1])
-    assert recon.shape[0] == b
     return dict(zip(PANELS, (frames(target), frames(masked), frames(recon), frames(pasted))))
 
 
