@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from vivitcli.errors import UsageError
 from vivitcli.records import EmbedRecord, WindowRecord
-from vivitcli.tasks import ClassifyJob, EmbedJob, Job, labels_from_logits
+from vivitcli.tasks import ClassifyJob, EmbedJob, labels_from_logits
 
 
 @dataclass
