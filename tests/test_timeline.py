@@ -341,3 +341,13 @@ def test_cli_refuses_to_replace_outputs_without_force(stitched, tmp_path):
     r = _cli(stitched, "--model", "demo", "--segments", seg, "-q", "-f", "jsonl", "--force", "--window", "6",
              "--stride", "6")
     assert r.exit_code == 0 and json.loads(seg.read_text())[0]["path"] == str(stitched)
+
+
+def test_gaps_wider_than_a_seek_are_seeked_over(tmp_path):
+    path = write_video(tmp_path / "gappy.mp4", num_frames=400, width=32, height=24, gop=25, bframes=0)
+    table = frame_table(path)
+    wins = plan_windows(table.times, table.duration, 4, window=0.2, stride=3.0)  # 5 frames every 75
+    dec = WindowDecoder(path, wins, RAW, table=table)
+    for w, clip in dec:
+        assert _indices(clip) == [int(p) for p in w.positions]
+    assert dec.stats["seeks"] >= len(wins) - 2 and dec.stats["frames"] < table.num_frames / 2
