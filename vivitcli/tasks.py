@@ -267,21 +267,26 @@ class ClassifyJob(Job):
     task = "classify"
 
     def __init__(self, inputs, model=None, *, top_k: int = 5, labels: str | None = None, **kwargs):
+        from vivitcli.labels import read_labels
+
         if top_k < 1:
             raise UsageError(f"--top-k {top_k} must be at least 1")
         self.top_k, self.labels_spec = top_k, labels
+        # Read now: an unreadable or malformed list must cost no model load. Its length is checked in prepare().
+        self.labels_given = read_labels(labels) if labels else None
         super().__init__(inputs, model, **kwargs)
 
     def prepare(self) -> None:
-        from vivitcli.labels import read_labels
+        from vivitcli.labels import check_count
 
         model = self.model
         if not getattr(model, "has_classifier", True):
             raise UsageError(f"{model.name}: this checkpoint has no classification head",
                              "use `vivit embed`, or a fine-tuned checkpoint")
         self.names, self.label_source = list(model.labels), model.label_source
-        if self.labels_spec:
-            self.names, self.label_source = read_labels(self.labels_spec, len(self.names))
+        if self.labels_given is not None:
+            check_count(self.labels_given[0], self.labels_spec, len(self.names))
+            self.names, self.label_source = self.labels_given
         self.splits = getattr(model, "class_splits", None)
         self.head_labels = getattr(model, "head_labels", None) or {}
 

@@ -74,21 +74,33 @@ def read_labels(spec: str, expected: int | None = None) -> tuple[list[str], str]
         names, source = list(dataset_labels(DATASET_NAMES[key])), DATASET_NAMES[key]
     else:
         names, source = _read_labels_file(str(spec)), f"file:{spec}"
-    if expected is not None and len(names) != expected:
-        raise UsageError(f"--labels {spec}: {len(names)} names, but the model has {expected} classes",
-                         "one class name per line, in index order")
-    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    check_count(names, spec, expected)
+    seen: set[str] = set()
+    dup = next((n for n in names if n in seen or seen.add(n)), None)
     if dup is not None:
         raise UsageError(f"--labels {spec}: the name {dup!r} appears more than once")
     return names, source
 
 
+def check_count(names: list[str], spec: str, expected: int | None) -> None:
+    """UsageError when a --labels list does not have the model's class count."""
+    from vivitcli.errors import UsageError
+
+    if expected is not None and len(names) != expected:
+        raise UsageError(f"--labels {spec}: {len(names)} names, but the model has {expected} classes",
+                         "one class name per line, in index order")
+
+
 def _read_labels_file(spec: str) -> list[str]:
     from vivitcli.errors import UsageError
 
-    if not os.path.isfile(spec):
+    if not os.path.exists(spec):
         known = ", ".join(sorted(DATASET_NAMES))
         raise UsageError(f"--labels {spec}: no such file, and not a shipped list ({known})")
+    if os.path.isdir(spec):
+        raise UsageError(f"--labels {spec}: is a folder", "give a file with one class name per line")
+    if not os.path.isfile(spec):  # a FIFO, a device (/dev/zero): reading it could block or never end
+        raise UsageError(f"--labels {spec}: not a regular file", "give a file with one class name per line")
     try:
         with open(spec, encoding="utf-8") as f:
             text = f.read()
