@@ -264,6 +264,11 @@ def test_cli_start_end_and_usage_errors(stitched, tmp_path):
     assert spans == [(2.5, 4.5), (4.5, 6.5), (6.5, 7.0)]
     two = _cli(stitched, stitched.with_name("other.mp4"), "--model", "demo", "--srt", tmp_path / "a.srt")
     assert two.exit_code == 2 and "{stem}" in two.output
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    same = [tmp_path / "a" / "x.mp4", tmp_path / "b" / "x.mp4"]
+    clash = _cli(*same, "--model", "demo", "--vtt", tmp_path / "{stem}.vtt")
+    assert clash.exit_code == 2 and "both write" in clash.output
 
 
 # Slows every batch down so that kill -9 reliably lands in the middle of the file.

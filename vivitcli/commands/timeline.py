@@ -148,6 +148,11 @@ def _per_video(template: Optional[str], option: str, paths: list[str]) -> None:
     if len(paths) > 1 and "{stem}" not in template:
         raise UsageError(f"{option} {template}: several videos would overwrite one file",
                          f"put {{stem}} in the name, e.g. {option} 'out/{{stem}}{os.path.splitext(template)[1]}'")
+    targets = [os.path.abspath(_target(template, p)) for p in paths]
+    if len(set(targets)) < len(targets):
+        twice = next(t for t in targets if targets.count(t) > 1)
+        raise UsageError(f"{option} {template}: two videos would both write {twice}",
+                         "videos with the same name in different folders need separate runs or folders")
     folder = os.path.dirname(os.path.abspath(template.replace("{stem}", "x")))
     if not os.path.isdir(folder):
         raise UsageError(f"{option} {template}: folder {folder} does not exist")
