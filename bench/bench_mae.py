@@ -43,7 +43,10 @@ def models(attn: str):
     torch.manual_seed(0)
     cfg = transformers.VideoMAEConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
     ref = transformers.VideoMAEForPreTraining._from_config(cfg, attn_implementation=attn).eval()
-    ours = from_state_dict(ModelConfig.from_dict(config), ref.state_dict(), source="bench", attn=attn).eval()
+    # Copies: load_state_dict(assign=True) would otherwise share tensors with `ref`, and a training step of one
+    # model would move the other's weights.
+    state = {k: v.clone() for k, v in ref.state_dict().items()}
+    ours = from_state_dict(ModelConfig.from_dict(config), state, source="bench", attn=attn).eval()
     return ref, ours
 
 
@@ -68,7 +71,7 @@ def step(kind: str, model, pixels, mask, is_ref: bool):
         loss = loss_of()
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
     return run
 
 
