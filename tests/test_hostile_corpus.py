@@ -243,9 +243,6 @@ def _undecodable_name_folder(root: Path) -> Path | None:
     return folder
 
 
-@pytest.mark.xfail(strict=True, reason="output/sinks.py encodes records with .encode('utf-8'): a file name that "
-                   "is not valid UTF-8 (a lone surrogate in Python) raises UnicodeEncodeError, a traceback and no "
-                   "output at all, for every --out format (jsonl, csv, json, npy sidecar, parquet)")
 def test_names_that_are_not_utf8_are_kept_and_do_not_crash_the_output(tmp_path):
     folder = _undecodable_name_folder(tmp_path)
     if folder is None:

@@ -11,7 +11,9 @@
                "timestamps": [...], "approximate": false}, ...],   # rows[i] describes array row i
      "errors": [{"path": "bad.mp4", "error": "..."}]}               # inputs that produced no row
 
-.npz files also hold `paths` (N,); .safetensors files carry the paths as a JSON list in their metadata. The
+.npz files also hold `paths` (N,); .safetensors files carry the paths as a JSON list in their metadata. A name
+that is not valid UTF-8 is written with `\\udcXX` escapes (`records.safe_text`; in .npz `paths` the plain form,
+which `records.original_text` reads back; os.fsencode then gives the name's bytes). The
 jsonl, json and parquet embed outputs get the same sidecar (rows[i] = the i-th successful record). An all-failed
 run keeps the model's width: shape (0, D). numpy is imported when a file is written or read, not before.
 """
@@ -22,7 +24,7 @@ import json
 import os
 
 from vivitcli.output.durable import OutputError, atomic_write, sidecar_path
-from vivitcli.output.records import jsonable
+from vivitcli.output.records import json_text, jsonable, safe_text
 
 SIDECAR_FORMAT = "vivitcli.embeddings/1"
 
@@ -54,7 +56,7 @@ def embedding_sidecar(path: str, records: list[dict], *, dim: int, complete: boo
 
 
 def write_sidecar(path: str, meta: dict, *, mode: int | None = None) -> None:
-    text = json.dumps(meta, ensure_ascii=False, indent=1) + "\n"
+    text = json_text(meta, indent=1) + "\n"
     atomic_write(sidecar_path(path), lambda f: f.write(text.encode("utf-8")), mode=mode)
 
 
@@ -64,12 +66,12 @@ def write_array_file(path: str, kind: str, array, paths: list[str]) -> None:
     if kind == "npy":
         atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
     elif kind == "npz":
-        names = np.array(paths, dtype=str) if paths else np.zeros((0,), dtype="<U1")
+        names = np.array([safe_text(p, plain=True) for p in paths], dtype=str) if paths else np.zeros((0,), dtype="<U1")
         atomic_write(path, lambda f: np.savez(f, embeddings=array, paths=names))
     elif kind == "safetensors":
         from safetensors.numpy import save
 
-        blob = save({"embeddings": array}, metadata={"paths": json.dumps(paths, ensure_ascii=False)})
+        blob = save({"embeddings": array}, metadata={"paths": json_text(paths)})
         atomic_write(path, lambda f: f.write(blob))
     else:
         raise ValueError(f"not an array format: {kind}")

@@ -8,18 +8,21 @@ Classify and window records have all four text formats; embed records only jsonl
 
 `head` is empty on the rows of a record's `labels` (for a multi-head model these are the top-k actions
 "verb noun") and names the head ("verb", "noun") on the rows of that head's own top-k, which follow. A failed
-record is one row with `error` set and the label columns empty. Stdlib only.
+record is one row with `error` set and the label columns empty.
+
+Every text is valid UTF-8 whatever the file names: a name that is not (a lone surrogate in Python) is written
+with `\\udcXX` escapes (`records.safe_text`: JSON's own escape in jsonl/json; in csv cells the plain form that
+`records.original_text` reads back exactly). Stdlib only.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 
 from vivitcli.errors import UsageError, printable
-from vivitcli.output.records import jsonable
+from vivitcli.output.records import json_text, jsonable, safe_text
 
 TEXT_FORMATS = ("table", "jsonl", "json", "csv")
 ARRAY_FORMATS = ("npy", "npz", "safetensors")
@@ -32,7 +35,7 @@ KIND_FORMATS = {"classify": TEXT_FORMATS + ("parquet",), "window": TEXT_FORMATS 
 
 
 def dumps(record: dict) -> str:
-    return json.dumps(jsonable(record), ensure_ascii=False, separators=(", ", ": "))
+    return json_text(jsonable(record), separators=(", ", ": "))
 
 
 def joined(value) -> str:
@@ -124,7 +127,8 @@ class CsvFormat(Format):
                                  index=item["index"]))
         if not rows:  # a failed record (or one without labels) is still one row
             rows.append(dict(common, head="", rank="", label="", score="", index=""))
-        return csv_text([[row[c] for c in self.columns] for row in rows])
+        cells = ([row[c] for c in self.columns] for row in rows)
+        return csv_text([[safe_text(v, plain=True) if isinstance(v, str) else v for v in row] for row in cells])
 
 
 def _seconds(x) -> str:
@@ -145,7 +149,7 @@ class TableFormat(Format):
         else:
             lines.append(printable(record["path"]) + ("  (approximate frames)" if record.get("approximate") else ""))
         if record.get("error"):
-            lines.append(f"{indent}error: {record['error']}")
+            lines.append(f"{indent}error: {printable(record['error'])}")
         for item in record.get("labels") or []:
             lines.append(f"{indent}{float(item['score']):7.4f}  {printable(item['label'])}")
         for head, items in (record.get("heads") or {}).items():

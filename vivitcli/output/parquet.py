@@ -9,6 +9,10 @@ One row per record (per file, or per window), columns in the record key order (`
     frame_indices list<int64> (list<list<int64>> with several views), timestamps list<double> (likewise),
     approximate bool, error string
 
+Parquet strings must be valid UTF-8: a file name that is not (a lone surrogate in Python) is written with
+`\\udcXX` escapes, in `records.safe_text`'s plain form (`read_parquet` gives the original str back; other
+readers: `records.original_text`, then os.fsencode for the name's bytes).
+
 The schema metadata holds `vivitcli.kind` ("classify", "embed", "window"). `write_parquet` writes atomically;
 the sink (`sinks.FinalFileSink`) journals records and calls it at the end, like the .json/.npy writers.
 `records_table` is what a distributed writer (Ray) reuses to write part files with the same schema.
@@ -20,7 +24,7 @@ import os
 
 from vivitcli.errors import UsageError
 from vivitcli.output.durable import OutputError, atomic_write
-from vivitcli.output.records import record_keys, tolist
+from vivitcli.output.records import original_text, record_keys, safe_text, tolist
 
 KIND_KEY = b"vivitcli.kind"
 
@@ -33,6 +37,25 @@ def require_pyarrow():
     except ImportError:
         raise UsageError("Parquet output needs pyarrow", "pip install 'vivitcli[parquet]'") from None
     return pyarrow, pyarrow.parquet
+
+
+# Columns that hold no strings (the rest may: path, error, model, labels, heads, ...).
+_NUMERIC = frozenset(("embedding", "frame_indices", "timestamps", "window", "dim", "start", "end", "approximate"))
+
+
+def _strings(value, fn):
+    """`value` with `fn` applied to every str in it (dict keys too), through dicts, lists and tuples."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {_strings(k, fn): _strings(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strings(v, fn) for v in value]
+    return value
+
+
+def _safe(text: str) -> str:
+    return safe_text(text, plain=True)
 
 
 def _nested(values) -> bool:
@@ -94,6 +117,8 @@ def records_table(records: list[dict], *, kind: str, dim: int | None = None):
                 values = [None if v is None else int(v) for v in values]
             elif key in ("start", "end"):
                 values = [None if v is None else float(v) for v in values]
+            if key not in _NUMERIC:
+                values = [_strings(v, _safe) for v in values]
             arr = pa.array(values, type=_column_type(pa, key, values, dim))
         columns.append(arr)
         fields.append(pa.field(key, arr.type))
@@ -126,6 +151,8 @@ def read_parquet(path: str, *, kind: str | None = None) -> list[dict]:
     for r in records:
         if r.get("heads") is not None:
             r["heads"] = dict(r["heads"])
+        for key in r.keys() - _NUMERIC:
+            r[key] = _strings(r[key], original_text)
         if r.get("embedding") is not None:
             r["embedding"] = np.asarray(r["embedding"], dtype=np.float32)
     return records

@@ -1,11 +1,14 @@
-"""Record dicts as the writers see them: which kind a dict is, and its JSON form with trimmed numbers.
+"""Record dicts as the writers see them: which kind a dict is, its JSON form with trimmed numbers, and text that
+is always valid UTF-8 whatever the file names (`safe_text`).
 
 The key order of each kind lives in `vivitcli.records.RECORD_KEYS`; this module only reads it. Stdlib only.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
 from vivitcli.records import RECORD_KEYS
@@ -17,6 +20,41 @@ KINDS = tuple(RECORD_KEYS)
 SCORE_DIGITS = 6
 EMBED_DIGITS = 9
 TIME_DECIMALS = 6
+
+
+# A file name that is not valid UTF-8 reaches Python as a str holding lone surrogates (os.fsdecode: b"caf\xe9" ->
+# "caf\udce9"), which no UTF-8 writer accepts. Every output writes each one as the six characters `\udcXX`.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# What `original_text` reads back as one character: a surrogate's escape, or `\u005c` (a backslash).
+_PLAIN_ESCAPE = re.compile(r"\\u(?:d[89a-f][0-9a-f]{2}|005c)", re.IGNORECASE)
+
+
+def safe_text(text: str, *, plain: bool = False) -> str:
+    r"""`text` with each lone surrogate written as the escape `\udcXX`: encodable as UTF-8, nothing lost.
+
+    For JSON text (`plain=False`; give it json.dumps' output, see `json_text`) that is JSON's own escape, so
+    json.loads gives the same str back and os.fsencode the name's bytes. For a plain string (`plain=True`: csv
+    cells, Parquet strings, the .npz `paths`) a backslash that would read as such an escape is written `\u005c`
+    as well, so that `original_text` is exact for every name; names without surrogates are left as they are
+    (unless they hold the text `\udcXX` or `\u005c` itself).
+    """
+    if plain and "\\" in text:
+        text = _PLAIN_ESCAPE.sub(lambda m: "\\u005c" + m.group()[1:], text)
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def original_text(text: str) -> str:
+    """The str `safe_text(..., plain=True)` was given (lone surrogates back; os.fsencode of a path gives its bytes)."""
+    if "\\" not in text:
+        return text
+    return _PLAIN_ESCAPE.sub(lambda m: chr(int(m.group()[2:], 16)), text)
+
+
+def json_text(value, **kwargs) -> str:
+    """json.dumps(value, ensure_ascii=False, **kwargs) that is always valid UTF-8 (see `safe_text`)."""
+    return safe_text(json.dumps(value, ensure_ascii=False, **kwargs))
 
 
 def record_keys(kind: str) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from vivitcli.errors import UsageError
 from vivitcli.output.arrays import read_embedding_files, read_sidecar
 from vivitcli.output.durable import OutputError, journal_path, sidecar_path
 from vivitcli.output.formats import CSV_COLUMNS, csv_text
-from vivitcli.output.records import record_kind
+from vivitcli.output.records import original_text, record_kind
 
 JOURNAL_FORMAT = "vivitcli.journal/1"
 
@@ -134,7 +134,8 @@ def read_csv_records(path: str, kind: str) -> tuple[list[dict], list[str]]:
         if len(row) != len(header):
             raise OutputError(f"{path}: a row with {len(row)} columns, not {len(header)} (corrupt csv), "
                               "cannot resume", "start over with --force")
-        values = dict(zip(header, row))
+        # Cells hold names in `safe_text`'s plain form; records get the str the run had (lone surrogates back).
+        values = {name: original_text(cell) for name, cell in zip(header, row)}
         key = (values["path"], values.get("window"))
         if records and (records[-1]["path"], records[-1].get("window")) == key:
             raw[-1] += csv_text([row])

@@ -29,7 +29,7 @@ from vivitcli.output import arrays
 from vivitcli.output.durable import (OutputError, OutputLock, atomic_write, check_path, file_mode, journal_path,
                                      lock_path, os_error, sidecar_path, signals_deferred, write_all)
 from vivitcli.output.formats import ARRAY_FORMATS, CSV_COLUMNS, JsonFormat, csv_text, text_format
-from vivitcli.output.records import KINDS, jsonable, record_kind
+from vivitcli.output.records import KINDS, json_text, jsonable, record_kind
 from vivitcli.output.resume import JOURNAL_FORMAT, Previous, compare_settings, norm, read_previous
 
 OUTPUT_SIDECAR_FORMAT = "vivitcli.output/1"
@@ -309,8 +309,8 @@ class FinalFileSink(_FileSink):
         if self._materialised:
             return
         head = {"format": JOURNAL_FORMAT, "kind": self.kind, "settings": self.settings, "dim": self.dim}
-        lines = [json.dumps(head, ensure_ascii=False) + "\n"]
-        lines += [json.dumps(jsonable(r), ensure_ascii=False) + "\n" for r in self.previous]
+        lines = [json_text(head) + "\n"]
+        lines += [json_text(jsonable(r)) + "\n" for r in self.previous]
         text = "".join(lines)
         # The journal (header + kept records) is from here on the whole state of the run.
         atomic_write(self.target.journal, lambda f: f.write(text.encode("utf-8")), mode=self.target.mode)
@@ -322,7 +322,7 @@ class FinalFileSink(_FileSink):
 
     def write_group(self, records):
         self._check(records)
-        data = "".join(json.dumps(jsonable(r), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        data = "".join(json_text(jsonable(r)) + "\n" for r in records).encode("utf-8")
         with signals_deferred():
             self._materialise()
             self._append(data, self.target.journal)
