@@ -116,6 +116,29 @@ def test_every_format_keeps_the_bytes_of_names_that_are_not_utf8_and_resumes(tmp
     assert not os.path.exists(out + ".partial")
 
 
+@pytest.mark.parametrize("kind", ["classify", "window"])
+def test_csv_resume_gives_back_the_records_as_written(tmp_path, kind):
+    """A resumed csv's records hold what its rows do (labels, heads, window times), names as the run had them:
+    a timeline resume rebuilds segments and subtitles of finished videos from these."""
+    out = str(tmp_path / "out.csv")
+    written = records(kind)
+    heads = {"verb": [{"label": "put", "score": 0.5, "index": 1}], "noun": [{"label": "c\udce9up", "score": 0.25,
+                                                                          "index": 7}]}
+    written[0]["heads"] = heads
+    if kind == "window":
+        written[1].update(window=3, start=6.5, end=8.25)
+    s = output.open_sink("csv", out, kind=kind, settings=SETTINGS, order=PATHS)
+    for r in written:
+        s.write(r)
+    s.close()
+    resumed = output.open_sink("csv", out, kind=kind, settings=SETTINGS, order=PATHS, resume=True)
+    keys = ("path", "window", "start", "end", "labels", "model", "error") if kind == "window" else \
+           ("path", "labels", "model", "error")
+    want = [{k: r[k] for k in keys} | {"heads": r["heads"]} for r in written if r["path"] != FAILED]
+    assert [{k: r[k] for k in keys + ("heads",)} for r in resumed.previous] == want
+    resumed.close()
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "npy"])
 def test_an_interrupted_run_leaves_a_journal_or_output_that_resumes(tmp_path, fmt):
     """The journal (.partial) and an append output hold such names too, and a run cut short resumes from them."""

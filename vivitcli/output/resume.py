@@ -109,8 +109,16 @@ def read_journal(path: str, kind: str) -> Previous:
     return _keep(journal, head.get("settings"), records, None, kind)
 
 
+def _csv_number(text: str, to):
+    return None if text == "" else to(text)
+
+
 def read_csv_records(path: str, kind: str) -> tuple[list[dict], list[str]]:
-    """Records (path, window, error) and their rows' text, grouping consecutive rows of one record."""
+    """Records and their rows' text, grouping consecutive rows of one record (one file, or one window).
+
+    The records hold what the rows do: path, window/start/end, labels and heads (label, score, index), model,
+    error (a timeline resume rebuilds segments and subtitles of finished videos from them).
+    """
     try:
         with open(path, newline="", encoding="utf-8") as f:
             data = f.read()
@@ -130,22 +138,35 @@ def read_csv_records(path: str, kind: str) -> tuple[list[dict], list[str]]:
         found = next((k for k, cols in CSV_COLUMNS.items() if cols == header), None)
         _check_kind(path, found, kind)
     records, raw = [], []
-    for row in rows[1:]:
+    for number, row in enumerate(rows[1:], 2):
         if len(row) != len(header):
             raise OutputError(f"{path}: a row with {len(row)} columns, not {len(header)} (corrupt csv), "
                               "cannot resume", "start over with --force")
         # Cells hold names in `safe_text`'s plain form; records get the str the run had (lone surrogates back).
         values = {name: original_text(cell) for name, cell in zip(header, row)}
-        key = (values["path"], values.get("window"))
-        if records and (records[-1]["path"], records[-1].get("window")) == key:
+        try:
+            key = (values["path"], _csv_number(values.get("window", ""), int))
+            if not records or (records[-1]["path"], records[-1].get("window")) != key:
+                rec = {"path": values["path"]}
+                if kind == "window":
+                    rec.update(window=key[1], start=_csv_number(values["start"], float),
+                               end=_csv_number(values["end"], float))
+                rec.update(labels=[], heads=None, model=values["model"] or None, error=None)
+                records.append(rec)
+                raw.append("")
+            rec = records[-1]
             raw[-1] += csv_text([row])
-            records[-1]["error"] = records[-1]["error"] or values["error"] or None
-            continue
-        rec = {"path": values["path"], "labels": [], "error": values["error"] or None}
-        if kind == "window":
-            rec["window"] = values["window"]
-        records.append(rec)
-        raw.append(csv_text([row]))
+            rec["error"] = rec["error"] or values["error"] or None
+            if values["rank"]:
+                item = {"label": values["label"], "score": float(values["score"]), "index": int(values["index"])}
+                if values["head"]:
+                    rec["heads"] = rec["heads"] or {}
+                    rec["heads"].setdefault(values["head"], []).append(item)
+                else:
+                    rec["labels"].append(item)
+        except ValueError:
+            raise OutputError(f"{path}: row {number} holds a value that is not a number (corrupt csv), "
+                              "cannot resume", "start over with --force") from None
     return records, raw
 
 
