@@ -8,6 +8,7 @@ and the loss difference:
 
     python bench/bench_mae.py                     # masked forward + loss, and a training step; batch 1
     python bench/bench_mae.py --batch 2 --reps 3 --attn eager
+    python bench/bench_mae.py --small --batch 4 --reps 7 --threads 1   # 8x112x112, 4+2 layers: quick, less noisy
 
 Timing: after one warm-up step each, every rep times vivitcli and transformers back to back (alternating which
 goes first); the median rep is reported. forward: under inference_mode. train: forward + loss + backward +
@@ -34,12 +35,21 @@ from vivitcli.models.presets import preset  # noqa: E402
 from vivitcli.models.videomae_pretraining import from_state_dict  # noqa: E402
 
 
-def models(attn: str):
+# A reduced VideoMAE (8 frames of 112 px, 4 encoder layers 384 wide, 2 decoder layers 192 wide): steps of
+# ~0.1-0.3 s, so more reps fit in the time a loaded machine stays steady.
+SMALL = dict(image_size=112, num_frames=8, hidden_size=384, num_hidden_layers=4, num_attention_heads=6,
+             intermediate_size=1536, decoder_hidden_size=192, decoder_num_hidden_layers=2,
+             decoder_num_attention_heads=3, decoder_intermediate_size=768)
+
+
+def models(attn: str, small: bool = False):
     import transformers
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     config = preset("videomae")
+    if small:
+        config.update(SMALL)
     torch.manual_seed(0)
     cfg = transformers.VideoMAEConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
     ref = transformers.VideoMAEForPreTraining._from_config(cfg, attn_implementation=attn).eval()
@@ -82,17 +92,19 @@ def main(argv=None) -> int:
     parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"))
     parser.add_argument("--kinds", default="forward,train")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--small", action="store_true", help="the reduced config SMALL instead of VideoMAE-B")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"# VideoMAE-B pre-training, batch {args.batch}, {args.attn}, torch {torch.__version__}, "
+    print(f"# {'VideoMAE (SMALL)' if args.small else 'VideoMAE-B'} pre-training, batch {args.batch}, {args.attn}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     print("| step | vivitcli ms/clip | transformers ms/clip | ratio | loss diff |")
     print("|---|---:|---:|---:|---:|")
     for kind in args.kinds.split(","):
-        ref, ours = models(args.attn)   # fresh weights per kind: a training step changes them
+        ref, ours = models(args.attn, args.small)   # fresh weights per kind: a training step changes them
         gen = torch.Generator().manual_seed(1)
-        pixels = torch.randn(args.batch, 16, 3, 224, 224, generator=gen)
+        size = ours.cfg.image_size
+        pixels = torch.randn(args.batch, ours.cfg.num_frames, 3, size[0], size[1], generator=gen)
         mask = make_mask(ours.cfg.grid, 0.9, batch=args.batch, seed=0)
         runs = {"ours": step(kind, ours, pixels, mask, False), "ref": step(kind, ref, pixels, mask, True)}
         first = {name: run() for name, run in runs.items()}            # warm-up; same weights, so same loss
