@@ -224,7 +224,8 @@ def test_cli_segments_follow_the_stitched_classes(stitched, tmp_path):
     vtt = webvtt.read(str(tmp_path / "s.vtt"))
     assert len(subs) == len(vtt.captions) == len(segs)
     for s, sub, cap in zip(segs, subs, vtt.captions):
-        assert sub.start.total_seconds() == pytest.approx(s["start"]) and sub.end.total_seconds() == pytest.approx(s["end"])
+        assert sub.start.total_seconds() == pytest.approx(s["start"])
+        assert sub.end.total_seconds() == pytest.approx(s["end"])
         assert cap.start_in_seconds == int(s["start"]) and cap.text.startswith(s["label"])
         assert sub.content == cap.text
 

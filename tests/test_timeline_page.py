@@ -147,7 +147,8 @@ def browser(tmp_path):
 
 def _centre(browser: Browser, selector: str) -> tuple[float, float]:
     box = browser.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
-                       f" const r = e.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }})()")
+                       " const r = e.getBoundingClientRect();"
+                       " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
     return box[0], box[1]
 
 
@@ -169,9 +170,10 @@ def test_page_loads_and_clicks_seek(tmp_path, browser):
     assert browser.eval("document.querySelectorAll('#timeline rect.win').length") == windows
     assert browser.eval("document.querySelectorAll('#segments li').length") == len(segs) == len(STITCH)
     # The WebVTT track is attached and parsed: one cue per segment.
-    assert browser.eval("new Promise(ok => { const v = document.getElementById('video'); const t = v.textTracks[0];"
+    cues = browser.eval("new Promise(ok => { const v = document.getElementById('video'); const t = v.textTracks[0];"
                         " t.mode = 'showing'; const n = () => t.cues && t.cues.length;"
-                        " const w = (k) => n() || k > 50 ? ok(n()) : setTimeout(() => w(k + 1), 100); w(0); })") == len(segs)
+                        " const w = (k) => n() || k > 50 ? ok(n()) : setTimeout(() => w(k + 1), 100); w(0); })")
+    assert cues == len(segs)
 
     x, y = _centre(browser, "#segments li:nth-child(2)")
     browser.click(x, y)
@@ -192,7 +194,8 @@ def test_page_loads_and_clicks_seek(tmp_path, browser):
         browser.click(x, y)
         browser.eval("window.scrollTo(0, 0); document.getElementById('video').controls = false")
         browser.eval("new Promise(ok => { const v = document.getElementById('video');"
-                     " const w = (k) => (v.readyState >= 2 && !v.seeking) || k > 100 ? ok(1) : setTimeout(() => w(k + 1), 50);"
+                     " const w = (k) => (v.readyState >= 2 && !v.seeking) || k > 100 ? ok(1)"
+                     " : setTimeout(() => w(k + 1), 50);"
                      " w(0); })")
         time.sleep(0.3)
         data = browser.send("Page.captureScreenshot", {"format": "png"})["data"]

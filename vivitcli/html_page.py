@@ -90,7 +90,8 @@ def render_page(video_path: str, page_path: str, windows: list[dict], segments: 
         score = "" if s.score is None else f" <span class=\"score\">{s.score:.3f}</span>"
         fill = name_colour.get(s.label, OTHER) if s.label is not None else "transparent"
         items.append(f'<li class="segment" data-start="{_num(s.start)}" data-end="{_num(s.end)}">'
-                     f'<i style="background:{fill}"></i><span class="time">{_clock(s.start)} – {_clock(s.end)}</span> '
+                     f'<i style="background:{fill}"></i>'
+                     f'<span class="time">{_clock(s.start)} – {_clock(s.end)}</span> '
                      f'{html.escape(label)}{score}</li>')
     name = os.path.basename(video_path)
     track = "data:text/vtt;base64," + base64.b64encode(vtt.encode("utf-8")).decode("ascii")

@@ -99,8 +99,9 @@ def command(
     """
     _run(Options(
         inputs=inputs, model=model, window=window, stride=stride, start=start, end=end, frames=frames, top_k=top_k,
-        fmt=fmt.value if fmt else None, out=out, labels=labels, resume=resume, force=force, segments=segments, smooth=smooth,
-        threshold=threshold, min_segment=min_segment, srt=srt, vtt=vtt, subtitles=subtitles.value, html=html,
+        fmt=fmt.value if fmt else None, out=out, labels=labels, resume=resume, force=force, segments=segments,
+        smooth=smooth, threshold=threshold, min_segment=min_segment, srt=srt, vtt=vtt, subtitles=subtitles.value,
+        html=html,
         ext=ext, null=null, device=device, dtype=dtype, attn=getattr(attn, "value", attn),
         backend=getattr(backend, "value", backend), batch_size=batch_size, quiet=quiet, debug=debug))
 
@@ -211,7 +212,8 @@ def _run(opts: Options) -> None:
     kind = "window"
     fmt = output.out_format(opts.out, opts.fmt, kind=kind, stdout_isatty=sys.stdout.isatty())
     announce_stdin(opts.inputs, opts.quiet)
-    job = TimelineJob(opts.inputs, opts.model or o.default_model(), window=opts.window, stride=opts.stride, top_k=opts.top_k,
+    job = TimelineJob(opts.inputs, opts.model or o.default_model(), window=opts.window, stride=opts.stride,
+                      top_k=opts.top_k,
                       labels=opts.labels, sampling=Sampling(start=opts.start, end=opts.end, frames=opts.frames),
                       batch_size=opts.batch_size, device=opts.device, dtype=opts.dtype, attn=opts.attn,
                       backend=opts.backend, ext=opts.ext, null_separated=opts.null)
