@@ -50,6 +50,8 @@ _vivit() {
                 --model|-m) COMPREPLY=($(compgen -W "demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600" -- "$cur") $(compgen -d -- "$cur")); return ;;
                 --out|-o) return ;;
                 --pool) COMPREPLY=($(compgen -W "default mean cls" -- "$cur")); return ;;
+                --window|-w) return ;;
+                --stride) return ;;
                 --sampling) COMPREPLY=($(compgen -W "uniform stride clips keyframes" -- "$cur")); return ;;
                 --frames) return ;;
                 --frame-step) return ;;
@@ -72,7 +74,7 @@ _vivit() {
                 --gpus-per-worker) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --out -o --pool --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --allow-images --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --out -o --pool --window -w --stride --resume --force --sampling --frames --frame-step --clips --crops --start --end --seed --ext --null -0 --max-pixels --allow-images --workers --device --dtype --attn --backend --batch-size -b --ray --concurrency --decoders --gpus-per-worker --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         "models")

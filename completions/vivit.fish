@@ -70,6 +70,8 @@ complete -c vivit -n '__vivit_at \'vivit embed\'' -F
 complete -c vivit -n '__vivit_at \'vivit embed\'' -l model -s m -x -a 'demo demo-mae random-videomae-b random-vivit-b videomae videomae-base videomae-base-k400 videomae-base-ssv2 videomae-large-k400 videomae-small-k400 vivit vivit-b-fe-k400 vivit-k400 vivit-l-fe-epic-kitchens vivit-l-fe-k400 vivit-l-fe-k600 (__fish_complete_directories)' -d 'Hub id, alias (see `vivit models`) or local directory'
 complete -c vivit -n '__vivit_at \'vivit embed\'' -l out -s o -r -F -d 'Embeddings file: .npy (float32 (N, D)), .npz, .safetensors, .parque...'
 complete -c vivit -n '__vivit_at \'vivit embed\'' -l pool -x -a 'default mean cls' -d 'default: the vector the classifier reads (ViViT: final CLS token; V...'
+complete -c vivit -n '__vivit_at \'vivit embed\'' -l window -s w -x -d 'Window length in seconds'
+complete -c vivit -n '__vivit_at \'vivit embed\'' -l stride -x -d 'Seconds from one window\'s start to the next'
 complete -c vivit -n '__vivit_at \'vivit embed\'' -l resume -d 'Continue an interrupted run into the same --out file, skipping fini...'
 complete -c vivit -n '__vivit_at \'vivit embed\'' -l force -d 'Replace an existing --out file'
 complete -c vivit -n '__vivit_at \'vivit embed\'' -l sampling -x -a 'uniform stride clips keyframes' -d 'uniform: frames spread over the video; stride: every --frame-step f...'

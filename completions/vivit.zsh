@@ -49,6 +49,8 @@ _vivit_embed() {
         '(--model -m)'{--model,-m}'[Hub id, alias (see `vivit models`) or local directory]:model:_vivit_model_names' \
         '(--out -o)'{--out,-o}'[Embeddings file\: .npy (float32 (N, D)), .npz, .safetensors, .parque...]:out:_files' \
         '--pool[default\: the vector the classifier reads (ViViT\: final CLS token; V...]:pool:(default mean cls)' \
+        '(--window -w)'{--window,-w}'[Window length in seconds]:window: ' \
+        '--stride[Seconds from one window'\''s start to the next]:stride: ' \
         '--resume[Continue an interrupted run into the same --out file, skipping fini...]' \
         '--force[Replace an existing --out file]' \
         '--sampling[uniform\: frames spread over the video; stride\: every --frame-step f...]:sampling:(uniform stride clips keyframes)' \

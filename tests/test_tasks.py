@@ -92,3 +92,29 @@ def test_multi_head_records_have_per_head_softmax_and_actions():
     assert heads["noun"][0].score == pytest.approx(noun[0])
     assert labels[0].label == "open tap" and labels[0].score == pytest.approx(verb[0] * noun[0])
     assert labels[1].label == "open cup"
+
+
+def test_embed_with_windows_gives_one_row_per_window(tmp_path):
+    from typer.testing import CliRunner
+
+    from vivitcli import synthetic
+    from vivitcli.cli import app
+
+    spec = synthetic.sample_spec(7, label="moving left", width=96, height=64, fps=12, duration=4.0, codec="h264")
+    video = synthetic.write_clip(spec, tmp_path / "long.mp4")
+    out = tmp_path / "w.npy"
+    r = CliRunner().invoke(app, ["embed", str(video), "-m", "demo", "--window", "2", "--stride", "1", "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    import json
+
+    rows = json.loads((tmp_path / "w.npy.json").read_text())["rows"]
+    # 4 s at 12 fps: windows 0-2, 1-3 and 2-4 s; the last one reaches the video's end, so none follows it.
+    assert [row["window"] for row in rows] == [0, 1, 2] and [row["start"] for row in rows] == [0.0, 1.0, 2.0]
+    assert rows[-1]["end"] == pytest.approx(4.0, abs=0.1)
+    vectors = np.load(out)
+    assert vectors.shape == (3, 128) and not np.allclose(vectors[0], vectors[2])
+    # The same windows through the library give the same vectors.
+    from vivitcli.window_tasks import embed_windows
+
+    lib = [rec.embedding for rec in embed_windows([str(video)], "demo", window=2, stride=1)]
+    assert np.abs(np.stack(lib) - vectors).max() < 1e-6

@@ -126,39 +126,89 @@ def records_source(job, cluster: dict | None):
     return distributed
 
 
+class Hooks:
+    """What a command adds around run_job's loop. The default: one record per input, resume skips the
+    inputs an earlier run finished. Timeline (and windowed embed) resume inside a video and write more
+    files per finished video."""
+
+    def skip(self, sink):
+        """What job.run(skip=...) takes: the paths (or, for windows, {path: windows done}) to leave out."""
+        return sink.done
+
+    def todo(self, paths: list[str], sink) -> list[str]:
+        """The inputs this run still works on (the progress bar's total)."""
+        return [p for p in paths if os.path.normpath(p) not in sink.done]
+
+    def resume_note(self, paths: list[str], todo: list[str], sink) -> str:
+        return f"resume: {len(paths) - len(todo)} of {len(paths)} inputs already done"
+
+    def start(self, job, sink) -> None:
+        """After the sink opened (a resumed run's records are in sink.previous)."""
+
+    def record(self, record: dict) -> None:
+        """After each record is written."""
+
+    def file_done(self, path: str) -> None:
+        """After the last record of one input (windows: when the next input starts, and at the end)."""
+
+    def finish(self) -> None:
+        """After the last record, when the run was not interrupted."""
+
+
+class WindowHooks(Hooks):
+    """Records per window: resume continues each video after its last finished window."""
+
+    def skip(self, sink):
+        from vivitcli.window_tasks import windows_done
+
+        return windows_done(sink.previous)
+
+    def todo(self, paths, sink):
+        return list(paths)  # a video with some windows done still has work left
+
+    def resume_note(self, paths, todo, sink):
+        done = self.skip(sink)
+        return f"resume: {sum(done.values())} windows of {len(done)} videos already done"
+
+
 def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool, quiet: bool,
-            debug: bool, cluster: dict | None = None) -> None:
+            debug: bool, cluster: dict | None = None, hooks: Hooks | None = None) -> None:
     """Run a vivitcli.tasks Job into stdout or --out (on Ray when `cluster` is given: address, concurrency,
     decoders, gpus_per_worker); raise typer.Exit with the exit code."""
     from vivitcli import output
 
+    hooks = hooks or Hooks()
     if cluster is not None and out is not None and (out.endswith(("/", os.sep)) or os.path.isdir(out)):
         return run_to_dataset(job, out, cluster, quiet=quiet)
-    kind = job.task
+    kind = "window" if job.task == "timeline" else job.task
     fmt = output.out_format(out, fmt, kind=kind, stdout_isatty=sys.stdout.isatty())
     if resume and out is None:
         raise UsageError("--resume needs --out FILE", "stdout cannot be continued; write to a file")
     target = output.check_output(out, kind=kind, fmt=fmt, inputs=job.paths, force=force, resume=resume)
     source = records_source(job, dict(cluster) if cluster else None)
-    reporter = Reporter(0, quiet=True)  # replaced below; keeps `log` usable while the sink opens
     sink = None
     try:
         job.load()
         sink = output.open_sink(fmt, out, kind=kind, target=target, settings=job.settings, order=job.paths,
                                 dim=getattr(job, "dim", None), stdout=sys.stdout)
+        hooks.start(job, sink)
     finally:
         if sink is None and target is not None:
             target.release()
-    todo = [p for p in job.paths if os.path.normpath(p) not in sink.done]
-    complete, failed, records = False, 0, None
+    todo = hooks.todo(job.paths, sink)
+    complete, failed, records, current = False, 0, None, None
     reporter = Reporter(len(todo), quiet=quiet)
     try:
         if resume:
-            reporter.note(f"resume: {len(job.paths) - len(todo)} of {len(job.paths)} inputs already done")
-        records = source(sink.done)
+            reporter.note(hooks.resume_note(job.paths, todo, sink))
+        records = source(hooks.skip(sink))
         # Results printed to the terminal that shows the bar would be torn by its redraws.
         shares_screen = out is None and reporter.progress is not None and sys.stdout.isatty()
         for record, exception in records:
+            if current is not None and record["path"] != current:
+                hooks.file_done(current)
+                reporter.advance(1)
+                current = None
             if record["error"] is not None:
                 failed += 1
                 reporter.log(f"error: {printable(record['path'])}: {record['error']}")
@@ -169,7 +219,17 @@ def run_job(job, *, out: str | None, fmt: str | None, resume: bool, force: bool,
             sink.write(record)
             if shares_screen:
                 reporter.progress.start()
-            reporter.advance(_views(record))
+            hooks.record(record)
+            if "window" in record and record["error"] is None:
+                current = record["path"]  # more windows of it may follow
+            else:  # one record per input (or a failed video): it is done
+                hooks.file_done(record["path"])
+                reporter.advance(_views(record))
+                current = None
+        if current is not None:
+            hooks.file_done(current)
+            reporter.advance(1)
+        hooks.finish()
         complete = True
     except KeyboardInterrupt:
         reporter.close()

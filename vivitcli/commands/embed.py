@@ -20,6 +20,8 @@ def command(
         "--pool", help="default: the vector the classifier reads (ViViT: final CLS token; VideoMAE: token mean "
         "+ fc_norm); mean: mean of the final tokens; cls: the CLS token (ViViT only).",
         rich_help_panel=o.OUTPUT_PANEL)] = o.Pool.default,
+    window: o.Window = None,
+    stride: o.Stride = None,
     resume: o.Resume = False,
     force: o.Force = False,
     sampling: o.SamplingOpt = None,
@@ -61,10 +63,22 @@ def command(
       vivit embed videos/ --out feats.npy
       vivit embed clip.mp4 --pool mean --sampling clips --clips 3
     """
-    from vivitcli.commands.batch import announce_stdin, run_job
+    from vivitcli.commands.batch import WindowHooks, announce_stdin, run_job
+    from vivitcli.errors import UsageError
     from vivitcli.tasks import EmbedJob
 
     announce_stdin(inputs, quiet)
-    job = EmbedJob(inputs, model or o.default_model(), pool=pool.value, **o.job_options(locals()))
-    run_job(job, out=out, fmt=None, resume=resume, force=force, quiet=quiet, debug=debug,
-            cluster=o.cluster_options(locals()))
+    cluster = o.cluster_options(locals())
+    hooks = None
+    if window is None and stride is None:
+        job = EmbedJob(inputs, model or o.default_model(), pool=pool.value, **o.job_options(locals()))
+    else:
+        from vivitcli.window_tasks import EmbedWindowsJob
+
+        if cluster is not None:
+            raise UsageError("--window with --ray is not supported yet", "run windowed embeddings locally")
+        job = EmbedWindowsJob(inputs, model or o.default_model(), window=window, stride=stride, pool=pool.value,
+                              **o.job_options(locals()))
+        hooks = WindowHooks()
+    run_job(job, out=out, fmt=None, resume=resume, force=force, quiet=quiet, debug=debug, cluster=cluster,
+            hooks=hooks)

@@ -163,6 +163,18 @@ Clips = Annotated[
     typer.Option("--clips", min=1, help="Views for --sampling clips; the outputs are averaged over them. (default: 3)",
                  show_default=False, rich_help_panel=SAMPLING_PANEL),
 ]
+WINDOW_PANEL = "Windows"
+Window = Annotated[
+    Optional[float],
+    typer.Option("--window", "-w", min=0.001, help="Window length in seconds. (default: the span the model's "
+                 "frames cover at its usual sampling: frames x step (ViViT 2, VideoMAE 4) at 30 fps, at least 2 s; "
+                 "2.133 s for ViViT-B and VideoMAE-B)", show_default=False, rich_help_panel=WINDOW_PANEL),
+]
+Stride = Annotated[
+    Optional[float],
+    typer.Option("--stride", min=0.001, help="Seconds from one window's start to the next. (default: window/2)",
+                 show_default=False, rich_help_panel=WINDOW_PANEL),
+]
 Crops = Annotated[
     int,
     typer.Option("--crops", min=1, max=3, help="Spatial views per clip: 1 (the checkpoint's centre crop) or 3 "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, List, Optional
@@ -12,7 +11,6 @@ import typer
 
 from vivitcli.commands import options as o
 
-WINDOW_PANEL = "Windows"
 SEGMENT_PANEL = "Segments, subtitles, page"
 
 
@@ -24,13 +22,8 @@ class SubtitleSource(str, Enum):
 def command(
     inputs: o.Inputs,
     model: o.Model = None,
-    window: Annotated[Optional[float], typer.Option(
-        "--window", "-w", min=0.001, help="Window length in seconds. (default: the span the model's frames cover "
-        "at its usual sampling: frames x step (ViViT 2, VideoMAE 4) at 30 fps, at least 2 s; 2.133 s for "
-        "ViViT-B and VideoMAE-B)", show_default=False, rich_help_panel=WINDOW_PANEL)] = None,
-    stride: Annotated[Optional[float], typer.Option(
-        "--stride", min=0.001, help="Seconds from one window's start to the next. (default: window/2)",
-        show_default=False, rich_help_panel=WINDOW_PANEL)] = None,
+    window: o.Window = None,
+    stride: o.Stride = None,
     start: o.Start = None,
     end: o.End = None,
     frames: o.Frames = None,
@@ -202,98 +195,66 @@ def _previous_check(previous: list[dict], job) -> None:
                              "use the same options, or start over without --resume")
 
 
-def _run(opts: Options) -> None:
-    from vivitcli import output
-    from vivitcli.commands.batch import Reporter, announce_stdin, debug_wanted, summary
-    from vivitcli.errors import printable
-    from vivitcli.tasks import Sampling
-    from vivitcli.window_tasks import TimelineJob, windows_done
+class TimelineHooks:
+    """run_job's hooks for timeline: resume inside a video, and per finished video its segments, subtitles
+    and page (videos an earlier run finished get them too); the segments file at the end."""
 
-    kind = "window"
-    fmt = output.out_format(opts.out, opts.fmt, kind=kind, stdout_isatty=sys.stdout.isatty())
+    def __init__(self, opts: Options, paths: list[str]):
+        from vivitcli.commands.batch import WindowHooks
+
+        self.opts, self.paths = opts, paths
+        self.windows = WindowHooks()
+        self.per_file: dict[str, list[dict]] = {}  # normalised path -> its window dicts (as written)
+        self.segments: list = []
+        self.min_segment = None
+
+    def skip(self, sink):
+        return self.windows.skip(sink)
+
+    def todo(self, paths, sink):
+        return self.windows.todo(paths, sink)
+
+    def resume_note(self, paths, todo, sink):
+        return self.windows.resume_note(paths, todo, sink)
+
+    def start(self, job, sink) -> None:
+        if self.opts.resume:
+            _previous_check(sink.previous, job)
+        self.min_segment = job.window if self.opts.min_segment is None else self.opts.min_segment
+        for rec in sink.previous:
+            self.record(rec)
+
+    def record(self, record: dict) -> None:
+        from vivitcli import output
+
+        if not record.get("error") and record.get("window") is not None:
+            self.per_file.setdefault(os.path.normpath(record["path"]), []).append(output.jsonable(record))
+
+    def file_done(self, path: str) -> None:
+        windows = self.per_file.pop(os.path.normpath(path), [])
+        self.segments.extend(_write_video_outputs(self.opts, path, windows, self.min_segment))
+
+    def finish(self) -> None:
+        for key in list(self.per_file):  # videos an earlier run finished entirely
+            self.file_done(self.per_file[key][0]["path"])
+        if self.opts.segments is not None:
+            _write_segments(self.opts.segments, self.segments, self.paths)
+
+
+def _run(opts: Options) -> None:
+    from vivitcli.commands.batch import announce_stdin, run_job
+    from vivitcli.tasks import Sampling
+    from vivitcli.window_tasks import TimelineJob
+
     announce_stdin(opts.inputs, opts.quiet)
     job = TimelineJob(opts.inputs, opts.model or o.default_model(), window=opts.window, stride=opts.stride,
                       top_k=opts.top_k,
                       labels=opts.labels, sampling=Sampling(start=opts.start, end=opts.end, frames=opts.frames),
                       batch_size=opts.batch_size, device=opts.device, dtype=opts.dtype, attn=opts.attn,
                       backend=opts.backend, ext=opts.ext, null_separated=opts.null)
-    paths = job.paths
-    _check(opts, paths)
-    target = output.check_output(opts.out, kind=kind, fmt=fmt, inputs=paths, force=opts.force, resume=opts.resume)
-    reporter = Reporter(0, quiet=True)  # replaced below; keeps `log` usable while the sink opens
-    sink = None
-    try:
-        job.load()
-        if opts.resume and target is not None and target.previous is not None:
-            _previous_check(target.previous.records, job)
-        sink = output.open_sink(fmt, opts.out, kind=kind, target=target, settings=job.settings, order=paths,
-                                stdout=sys.stdout)
-    finally:
-        if sink is None and target is not None:
-            target.release()
-    min_segment = job.window if opts.min_segment is None else opts.min_segment
-    per_file: dict[str, list[dict]] = {}  # normalised path -> its window dicts (as written), for segments etc.
-    all_segments: list = []
-    complete, failed, records = False, 0, None
-    skip = windows_done(sink.previous)
-    for rec in sink.previous:
-        if not rec.get("error") and rec.get("window") is not None:
-            per_file.setdefault(os.path.normpath(rec["path"]), []).append(rec)
-    reporter = Reporter(len(paths), quiet=opts.quiet)
-    try:
-        if opts.resume:
-            reporter.note(f"resume: {sum(skip.values())} windows of {len(skip)} videos already done")
-        shares_screen = opts.out is None and reporter.progress is not None and sys.stdout.isatty()
-        records = job.run(skip=skip)
-        current = None
-
-        def finish(path: str) -> None:
-            wins = per_file.pop(os.path.normpath(path), [])
-            all_segments.extend(_write_video_outputs(opts, path, wins, min_segment))
-            reporter.advance(1)
-
-        for rec in records:
-            if current is not None and rec.path != current:
-                finish(current)
-            current = rec.path
-            d = rec.to_dict()
-            if rec.error is not None:
-                failed += 1
-                reporter.log(f"error: {printable(rec.path)}: {rec.error}")
-                if debug_wanted(opts.debug) and rec.exception is not None:
-                    import traceback
-
-                    reporter.log("".join(traceback.format_exception(rec.exception)).rstrip())
-            else:
-                per_file.setdefault(os.path.normpath(rec.path), []).append(output.jsonable(d))
-            if shares_screen:
-                reporter.progress.stop()
-            sink.write(d)
-            if shares_screen:
-                reporter.progress.start()
-        if current is not None:
-            finish(current)
-        # Videos an earlier run finished entirely still get their segments, subtitles and page.
-        for key in list(per_file):
-            finish(per_file[key][0]["path"])
-        if opts.segments is not None:
-            _write_segments(opts.segments, all_segments, paths)
-        complete = True
-    except KeyboardInterrupt:
-        reporter.close()
-        line = summary(reporter.done, len(paths), failed, interrupted=True, out=opts.out)
-        if line and not opts.quiet:
-            print(line, file=sys.stderr, flush=True)
-        raise
-    finally:
-        if records is not None:
-            records.close()
-        reporter.close()
-        sink.close(complete=complete)
-    line = summary(reporter.done, len(paths), failed, interrupted=False, out=opts.out)
-    if line and not opts.quiet and len(paths) > 1:
-        print(line, file=sys.stderr, flush=True)
-    raise typer.Exit(1 if failed else 0)
+    _check(opts, job.paths)
+    run_job(job, out=opts.out, fmt=opts.fmt, resume=opts.resume, force=opts.force, quiet=opts.quiet,
+            debug=opts.debug, hooks=TimelineHooks(opts, job.paths))
 
 
 def _write_text(path: str, text: str) -> None:
