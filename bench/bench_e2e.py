@@ -21,7 +21,9 @@ peak RSS is the child's own, from wait4):
                      frame_sample_rate=1, random start, seed 0) + VideoMAEImageProcessor + the model
 
 Top-1 agreement is reported where both sides read the same frames (vivit-first16* against the pipeline).
-The ratio column is each side's wall time over the pipeline's (< 1: faster than the pipeline).
+With --rounds N the sides run N times, in reversed order every other round, and each round gives a paired
+ratio (side / pipeline, measured minutes apart rather than an hour): the table shows the median wall time and
+the median ratio with its range. The ratio column is each side's wall time over the pipeline's (< 1: faster).
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ def main(argv=None) -> int:
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "vivit-bench-e2e",
                    help="where the clips and the model are kept between runs")
     p.add_argument("--json", type=Path, help="write every side's result here")
+    p.add_argument("--rounds", type=int, default=1, help="run the sides this many times (alternating order)")
     args = p.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         sys.exit("bench_e2e.py: needs the ffmpeg CLI to write the clips")
@@ -164,19 +167,33 @@ def main(argv=None) -> int:
     model = make_model(args.dir / "videomae-b-random")
     print(f"# {len(clips)} clips in {args.dir / 'clips'}; model {model}; {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
-    results = {}
-    for side in args.sides:
-        results[side] = run_side(side, model, clips)
-        r = results[side]
-        print(f"# {side}: {r['seconds']:.1f} s, exit {r['returncode']}, {len(r['top1'])} labels", flush=True)
-        if r["returncode"] != 0:
-            print(r["stderr_tail"], file=sys.stderr)
+    rounds: list[dict] = []
+    for k in range(args.rounds):
+        results = {}
+        for side in (args.sides if k % 2 == 0 else list(reversed(args.sides))):
+            results[side] = run_side(side, model, clips)
+            r = results[side]
+            print(f"# round {k + 1} {side}: {r['seconds']:.1f} s, exit {r['returncode']}, {len(r['top1'])} labels",
+                  flush=True)
+            if r["returncode"] != 0:
+                print(r["stderr_tail"], file=sys.stderr)
+        rounds.append(results)
+    import statistics
+
+    results = {side: dict(rounds[0][side], seconds=statistics.median(r[side]["seconds"] for r in rounds),
+                          peak_rss_mib=max(r[side]["peak_rss_mib"] for r in rounds)) for side in args.sides}
+    for r in results.values():
+        r["s_per_clip"] = r["seconds"] / len(clips)
     ref = results.get("pipeline")
     print()
-    print("| side | wall s | s/clip | peak RSS MiB | / pipeline time | top-1 = pipeline (same frames) |")
+    print("| side | wall s (median) | s/clip | peak RSS MiB | / pipeline time (median [range] of rounds) | "
+          "top-1 = pipeline (same frames) |")
     print("|---|---:|---:|---:|---:|---|")
     for side, r in results.items():
-        ratio = f"{r['seconds'] / ref['seconds']:.2f}" if ref and side != "pipeline" else ""
+        ratio = ""
+        if ref and side != "pipeline":
+            pairs = [x[side]["seconds"] / x["pipeline"]["seconds"] for x in rounds]
+            ratio = f"{statistics.median(pairs):.2f}" + (f" [{min(pairs):.2f}–{max(pairs):.2f}]" if len(pairs) > 1 else "")
         agree = ""
         if ref and "first16" in side:
             same = sum(r["top1"].get(k) == v for k, v in ref["top1"].items())
@@ -184,7 +201,7 @@ def main(argv=None) -> int:
         print(f"| {side} | {r['seconds']:.1f} | {r['s_per_clip']:.2f} | {r['peak_rss_mib']:.0f} | {ratio} | {agree} |")
     print(f"\n# load average {os.getloadavg()[0]:.1f} at end")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(rounds, indent=2) + "\n")
     return 0
 
 
