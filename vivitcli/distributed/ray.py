@@ -148,9 +148,13 @@ class ClipPredictor:
     batch exactly as in a local run.
     """
 
-    def __init__(self, spec: JobSpec):
-        from vivitcli.tasks import ClassifyJob  # noqa: F401 - fail here, at actor start, if vivitcli is broken
+    def __init__(self, spec: JobSpec, threads: int | None = None):
+        import torch
 
+        # Ray pins a worker to OMP_NUM_THREADS = its num_cpus (1): a CPU actor would run the model on one
+        # core while the local pipeline uses them all. `threads` gives it back the cores it is meant to use.
+        if threads:
+            torch.set_num_threads(threads)
         self.spec = spec
         self.job = spec.build()
         self.job.load()
@@ -248,7 +252,9 @@ def build_dataset(job, paths: list[str], *, concurrency: int = 1, decoders: int 
     ds = ds.map_batches(decode_batch, fn_kwargs={"reader": job.reader()}, batch_size=batch, batch_format="numpy",
                         compute=ray.data.TaskPoolStrategy(size=decoders or max(1, (os.cpu_count() or 2) // 2)),
                         num_cpus=1, memory=DECODE_MEMORY)
-    return ds.map_batches(ClipPredictor, fn_constructor_args=(job.spec(),), batch_size=batch,
+    # CPU actors share the machine's cores between them (decode tasks mostly wait on I/O and FFmpeg threads).
+    threads = None if gpus_per_worker else max(1, (os.cpu_count() or 1) // concurrency)
+    return ds.map_batches(ClipPredictor, fn_constructor_args=(job.spec(), threads), batch_size=batch,
                           batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=concurrency),
                           num_gpus=gpus_per_worker or None, num_cpus=0 if gpus_per_worker else 1)
 
