@@ -255,6 +255,24 @@ def native_to_hf(state: dict, cfg: ModelConfig, *, prefix: bool = True) -> dict:
 
 
 # ---- building a model from a checkpoint ----------------------------------------------------------------
+def compare_shapes(given: dict, expected: dict, *, source: str, what: str) -> None:
+    """CheckpointError (one line) unless `given` has exactly `expected`'s names and shapes: the check every
+    loader runs on the weights' headers before it reads a tensor or builds a model. what: e.g. "vivit"."""
+    missing, unexpected = set(expected) - set(given), set(given) - set(expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_fmt_keys(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
+        raise CheckpointError(f"{source}: weights do not fit its {what} config.json ({'; '.join(parts)})",
+                              "is config.json from the same checkpoint?")
+    bad = [f"{k} {tuple(given[k])} vs {tuple(expected[k])}" for k in expected if tuple(given[k]) != tuple(expected[k])]
+    if bad:
+        raise CheckpointError(f"{source}: tensor shapes do not fit config.json (checkpoint vs config: "
+                              f"{_fmt_keys(bad, 2)})", "is config.json from the same checkpoint?")
+
+
 def _fmt_keys(keys, limit: int = 3) -> str:
     keys = sorted(keys)
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
@@ -305,19 +323,7 @@ def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint") -> 
     num_labels = int(head[0]) if head is not None and len(head) == 2 else 0
     fc_norm = "fc_norm.weight" in hf
     expected = expected_shapes(cfg, num_labels=num_labels, fc_norm=fc_norm)
-    missing, unexpected = set(expected) - set(hf), set(hf) - set(expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_fmt_keys(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
-        raise CheckpointError(f"{source}: weights do not fit its {cfg.model_type} config.json ({'; '.join(parts)})",
-                              "is config.json from the same checkpoint?")
-    bad = [f"{k} {hf[k]} vs {expected[k]}" for k in expected if tuple(hf[k]) != expected[k]]
-    if bad:
-        raise CheckpointError(f"{source}: tensor shapes do not fit config.json (checkpoint vs config: "
-                              f"{_fmt_keys(bad, 2)})", "is config.json from the same checkpoint?")
+    compare_shapes(hf, expected, source=source, what=cfg.model_type)
     return {"num_labels": num_labels, "fc_norm": fc_norm, "ignored": ignored}
 
 

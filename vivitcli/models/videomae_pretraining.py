@@ -276,7 +276,7 @@ def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint", att
     """Check hub-layout tensor names/shapes ({key: shape}, any spelling normalize_hf_keys knows) against the
     config before any tensor is read; returns the model built on the meta device (no memory) and the ignored
     keys. One CheckpointError line naming `source` otherwise."""
-    from vivitcli.models.checkpoint import _fmt_keys, normalize_hf_keys
+    from vivitcli.models.checkpoint import compare_shapes, normalize_hf_keys
 
     if cfg.model_type != "videomae":
         raise CheckpointError(f"{source}: model_type {cfg.model_type!r} has no pre-training decoder", _NO_DECODER_HINT)
@@ -289,19 +289,7 @@ def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint", att
     with torch.device("meta"):
         model = VideoMAEForPreTraining(cfg, attn=attn, source=source)
     expected = {k: tuple(v.shape) for k, v in native_to_hf(model.state_dict(), cfg).items()}
-    missing, unexpected = set(expected) - set(hf), set(hf) - set(expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_fmt_keys(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
-        raise CheckpointError(f"{source}: weights do not fit its VideoMAE pre-training config.json "
-                              f"({'; '.join(parts)})", "is config.json from the same checkpoint?")
-    bad = [f"{k} {hf[k]} vs {expected[k]}" for k in sorted(expected) if hf[k] != expected[k]]
-    if bad:
-        raise CheckpointError(f"{source}: tensor shapes do not fit config.json (checkpoint vs config: "
-                              f"{_fmt_keys(bad, 2)})", "is config.json from the same checkpoint?")
+    compare_shapes(hf, expected, source=source, what="VideoMAE pre-training")
     return model, ignored
 
 

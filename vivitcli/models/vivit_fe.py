@@ -265,7 +265,7 @@ def _template(cfg: ModelConfig, num_labels: int, attn: str, source: str) -> ViVi
 def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint") -> dict:
     """Checkpoint names/shapes ({key: shape}) against the config before anything is read or built: one
     CheckpointError line naming a few missing / unexpected / mis-shaped keys. Returns {"num_labels", ...}."""
-    from vivitcli.models.checkpoint import _fmt_keys
+    from vivitcli.models.checkpoint import compare_shapes
 
     shapes = {(k if k.startswith(PREFIX) or k.startswith("classifier.") else PREFIX + k): tuple(v)
               for k, v in shapes.items()}
@@ -273,19 +273,7 @@ def check_fit(cfg: ModelConfig, shapes: dict, *, source: str = "checkpoint") -> 
     num_labels = int(head[0]) if head is not None and len(head) == 2 else 0
     model = _template(cfg, num_labels, "sdpa", source)
     expected = {k: tuple(v.shape) for k, v in native_to_hf(model.state_dict(), cfg).items()}
-    missing, unexpected = set(expected) - set(shapes), set(shapes) - set(expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_fmt_keys(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
-        raise CheckpointError(f"{source}: weights do not fit its vivit_fe config.json ({'; '.join(parts)})",
-                              "is config.json from the same checkpoint?")
-    bad = [f"{k} {shapes[k]} vs {expected[k]}" for k in expected if shapes[k] != expected[k]]
-    if bad:
-        raise CheckpointError(f"{source}: tensor shapes do not fit config.json (checkpoint vs config: "
-                              f"{_fmt_keys(bad, 2)})", "is config.json from the same checkpoint?")
+    compare_shapes(shapes, expected, source=source, what="vivit_fe")
     return {"num_labels": num_labels, "fc_norm": False, "ignored": []}
 
 
