@@ -17,10 +17,6 @@ class names), model.safetensors; this script adds preprocessor_config.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vivitcli import synthetic
+from vivitcli.demo import training
 
 SEED = 20261121
 TRAIN_SEED_TAG = 7_000_001  # training clip k: sample_spec((TRAIN_SEED_TAG, k))
@@ -131,15 +128,7 @@ def make_example(k: int) -> tuple[np.ndarray, int]:
 
 def build_dataset(n: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
     """n training clips, made in a process pool (each clip depends only on its index)."""
-    if workers > 1:
-        import multiprocessing as mp
-
-        # fork where there is one: spawn would re-run a caller's unguarded __main__.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers) as pool:
-            items = pool.map(make_example, range(n), chunksize=32)
-    else:
-        items = [make_example(k) for k in range(n)]
+    items = training.pool_map(make_example, range(n), workers)
     x = np.stack([it[0] for it in items])
     y = np.asarray([it[1] for it in items], dtype=np.int64)
     return x, y
@@ -187,11 +176,7 @@ def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers
 
     from vivitcli.preprocess import Preprocessor
 
-    # One thread by default: the weights then do not depend on the machine's core count, and a shared
-    # machine does not stall on threads waiting for each other.
-    torch.set_num_threads(threads)
-    torch.manual_seed(SEED)
-    gen = torch.Generator().manual_seed(SEED)
+    gen = training.seed_torch(SEED, threads)
     t0 = time.time()
     x_np, y_np = build_dataset(clips, workers)
     log(f"dataset: {clips} clips {x_np.shape[1:]} in {time.time() - t0:.0f} s; "
@@ -201,32 +186,17 @@ def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers
 
     model = build_model()
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.98))
-    warmup = max(steps // 20, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+    opt, sched = training.adamw_cosine(model, lr, (0.9, 0.98), steps, no_decay_name="position")
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
 
     t1 = time.time()
-    order = torch.randperm(clips, generator=gen)
-    pos, running, correct, seen = 0, 0.0, 0, 0
-    for step in range(steps):
-        if pos + batch_size > clips:
-            order, pos = torch.randperm(clips, generator=gen), 0
-        idx = order[pos : pos + batch_size]
-        pos += batch_size
+    running, correct, seen = 0.0, 0, 0
+    for step, idx in training.batch_indices(clips, batch_size, steps, gen):
         xb, yb = augment(x_all[idx], y_all[idx], gen)
         pixels = to_pixels(xb, pre)
         logits = model(pixel_values=pixels).logits
         loss = loss_fn(logits, yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        training.optimizer_step(model, opt, sched, loss)
         running += loss.item()
         correct += int((logits.argmax(1) == yb).sum())
         seen += len(yb)
@@ -235,31 +205,15 @@ def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers
                 f"lr {sched.get_last_lr()[0]:.2e}  {time.time() - t1:.0f} s")
             running, correct, seen = 0.0, 0, 0
 
-    model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
+    training.save_checkpoint(model, out, PREPROCESSOR_CONFIG)
     stats = {"clips": clips, "steps": steps, "batch_size": batch_size, "seed": SEED,
              "data_seconds": round(t1 - t0, 1), "train_seconds": round(time.time() - t1, 1)}
     return stats
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vivitcli.demo.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (HF layout)")
-    parser.add_argument("--clips", type=int, default=6000, help="distinct training clips")
-    parser.add_argument("--steps", type=int, default=3500, help="optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes that render the training clips")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
-    args = parser.parse_args(argv)
-    start = time.time()
-    stats = train(args.out, args.clips, args.steps, args.batch_size, args.lr, args.workers, args.threads,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(json.dumps({**stats, "total_seconds": round(time.time() - start, 1), "out": str(args.out)}))
-    return 0
+    return training.main(argv, prog="python -m vivitcli.demo.train", doc=__doc__, train=train,
+                         default_out=DEFAULT_OUT, clips=6000, steps=3500, lr=2e-3)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,6 @@ preprocessor_config.json (the whole frame squashed to 64x64, ImageNet mean/std, 
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from vivitcli import synthetic
+from vivitcli.demo import training
 
 SEED = 20261130
 TRAIN_SEED_TAG = 7_000_015  # training clip k: sample_spec((TRAIN_SEED_TAG, k)); held-out clips use other tags
@@ -81,14 +78,7 @@ def make_clip(seed) -> np.ndarray:
 
 
 def build_dataset(seeds, workers: int) -> np.ndarray:
-    seeds = list(seeds)
-    if workers > 1:
-        import multiprocessing as mp
-
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers) as pool:
-            return np.stack(pool.map(make_clip, seeds, chunksize=32))
-    return np.stack([make_clip(s) for s in seeds])
+    return np.stack(training.pool_map(make_clip, seeds, workers))
 
 
 def to_pixels(x, preprocessor):
@@ -130,9 +120,7 @@ def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers
     from vivitcli.masking import make_mask
     from vivitcli.preprocess import Preprocessor
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(SEED)
-    gen = torch.Generator().manual_seed(SEED)
+    gen = training.seed_torch(SEED, threads)
     t0 = time.time()
     x_all = torch.from_numpy(build_dataset(((TRAIN_SEED_TAG, k) for k in range(clips)), workers))
     log(f"dataset: {clips} clips {tuple(x_all.shape[1:])} in {time.time() - t0:.0f} s")
@@ -140,29 +128,15 @@ def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers
 
     model = build_model()
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "mask_token" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "mask_token" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.95))
-    warmup = max(steps // 20, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+    opt, sched = training.adamw_cosine(model, lr, (0.9, 0.95), steps, no_decay_name="mask_token")
 
     t1 = time.time()
-    order, pos, running = torch.randperm(clips, generator=gen), 0, 0.0
-    for step in range(steps):
-        if pos + batch_size > clips:
-            order, pos = torch.randperm(clips, generator=gen), 0
-        idx = order[pos : pos + batch_size]
-        pos += batch_size
+    running = 0.0
+    for step, idx in training.batch_indices(clips, batch_size, steps, gen):
         pixels = to_pixels(augment(x_all[idx], gen).numpy(), pre)
         mask = make_mask(grid(), MASK_RATIOS[step % 2], batch=len(idx), generator=gen)
         loss = model(pixel_values=pixels, bool_masked_pos=mask).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        training.optimizer_step(model, opt, sched, loss)
         running += loss.item()
         if (step + 1) % 100 == 0 or step + 1 == steps:
             n = (step % 100) + 1
@@ -170,30 +144,14 @@ def train(out: Path, clips: int, steps: int, batch_size: int, lr: float, workers
                 f"{time.time() - t1:.0f} s")
             running = 0.0
 
-    model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
+    training.save_checkpoint(model, out, PREPROCESSOR_CONFIG)
     return {"clips": clips, "steps": steps, "batch_size": batch_size, "seed": SEED,
             "data_seconds": round(t1 - t0, 1), "train_seconds": round(time.time() - t1, 1)}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vivitcli.demo.mae.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (HF layout)")
-    parser.add_argument("--clips", type=int, default=3000, help="distinct training clips")
-    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1.5e-3)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes that render the training clips")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
-    args = parser.parse_args(argv)
-    start = time.time()
-    stats = train(args.out, args.clips, args.steps, args.batch_size, args.lr, args.workers, args.threads,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(json.dumps({**stats, "total_seconds": round(time.time() - start, 1), "out": str(args.out)}))
-    return 0
+    return training.main(argv, prog="python -m vivitcli.demo.mae.train", doc=__doc__, train=train,
+                         default_out=DEFAULT_OUT, clips=3000, steps=1500, lr=1.5e-3)
 
 
 if __name__ == "__main__":
