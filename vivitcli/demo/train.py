@@ -34,22 +34,8 @@ CODEC_ROUND_TRIP = 0.35  # share of training clips encoded and decoded with thei
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "model"
 
-# The whole frame is squashed to IMAGE_SIZE² (no center crop): a 16:9 clip keeps its left and right
-# edges, where a "moving left/right" object may spend most of its time.
-PREPROCESSOR_CONFIG = {
-    "image_processor_type": "VivitImageProcessor",
-    "do_resize": True,
-    "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-    "resample": 2,
-    "do_center_crop": False,
-    "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-    "do_rescale": True,
-    "rescale_factor": 1 / 255,
-    "offset": False,
-    "do_normalize": True,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
-}
+PREPROCESSOR_CONFIG = training.squash_preprocessor_config(
+    "VivitImageProcessor", IMAGE_SIZE, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5], offset=False)
 
 MODEL_CONFIG = dict(
     image_size=IMAGE_SIZE, num_frames=NUM_FRAMES, tubelet_size=[4, 16, 16], num_channels=3,

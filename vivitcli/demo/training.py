@@ -14,6 +14,16 @@ import time
 from pathlib import Path
 
 
+def squash_preprocessor_config(processor_type: str, size: int, mean, std, **extra) -> dict:
+    """preprocessor_config.json that squashes the whole frame to size² (no center crop: a 16:9 clip keeps its
+    left and right edges, where a "moving left/right" object may spend most of its time), rescales to [0, 1]
+    and normalizes with mean/std; `extra` keys (e.g. ViViT's offset) stand before the normalization's."""
+    square = {"height": size, "width": size}
+    return {"image_processor_type": processor_type, "do_resize": True, "size": square, "resample": 2,
+            "do_center_crop": False, "crop_size": dict(square), "do_rescale": True, "rescale_factor": 1 / 255,
+            **extra, "do_normalize": True, "image_mean": list(mean), "image_std": list(std)}
+
+
 def pool_map(fn, items, workers: int) -> list:
     """[fn(item) for item in items], in `workers` processes when there are more than one (fn: module level)."""
     items = list(items)

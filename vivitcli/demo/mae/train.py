@@ -38,19 +38,8 @@ MASK_RATIOS = (0.75, 0.9)  # alternating batches; `vivit reconstruct` shows 0.9
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "model"
 
-PREPROCESSOR_CONFIG = {
-    "image_processor_type": "VideoMAEImageProcessor",
-    "do_resize": True,
-    "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-    "resample": 2,
-    "do_center_crop": False,
-    "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-    "do_rescale": True,
-    "rescale_factor": 1 / 255,
-    "do_normalize": True,
-    "image_mean": [0.485, 0.456, 0.406],
-    "image_std": [0.229, 0.224, 0.225],
-}
+PREPROCESSOR_CONFIG = training.squash_preprocessor_config(
+    "VideoMAEImageProcessor", IMAGE_SIZE, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
 
 MODEL_CONFIG = dict(
     image_size=IMAGE_SIZE, num_frames=NUM_FRAMES, patch_size=8, tubelet_size=2, num_channels=3,
