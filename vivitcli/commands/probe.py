@@ -5,6 +5,8 @@ A Typer sub-app; cli.py registers it with `app.add_typer(probe.make_app(guarded,
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from enum import Enum
 from pathlib import Path
@@ -31,8 +33,29 @@ Cache = Annotated[Optional[Path], typer.Option(
     rich_help_panel=o.INPUT_PANEL)]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Embed every clip again and store nothing.",
                                        rich_help_panel=o.INPUT_PANEL)]
+# The embedding run's options, last in both commands: (parameter, type, default).
+_RUN_OPTIONS = (("ext", o.Ext, None), ("workers", o.Workers, None), ("device", o.Device, "auto"),
+                ("dtype", o.Dtype, "auto"), ("attn", o.Attn, "sdpa"), ("batch_size", o.BatchSize, 4),
+                ("quiet", o.Quiet, False), ("debug", o.Debug, False))
 
 
+def _with_run_options(command):
+    """`command(..., run)` → a command that also takes _RUN_OPTIONS (last, as Typer reads the signature) and
+    hands them over as the dict `run`."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for name, p in signature.parameters.items() if name != "run"]
+    extra = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
+             for name, kind, default in _RUN_OPTIONS]
+
+    @functools.wraps(command)
+    def with_options(*args, **kwargs):
+        return command(*args, run={name: kwargs.pop(name) for name, _, _ in _RUN_OPTIONS}, **kwargs)
+
+    with_options.__signature__ = signature.replace(parameters=own + extra)
+    return with_options
+
+
+@_with_run_options
 def train(
     data: Data,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the probe model to (new, empty, or a "
@@ -60,14 +83,7 @@ def train(
     start: o.Start = None,
     end: o.End = None,
     seed: o.Seed = None,
-    ext: o.Ext = None,
-    workers: o.Workers = None,
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    attn: o.Attn = "sdpa",
-    batch_size: o.BatchSize = 4,
-    quiet: o.Quiet = False,
-    debug: o.Debug = False,
+    run: dict = None,
 ) -> None:
     """Teach a model your own labels: embed DATA/<label>/ clips with the backbone, fit a linear classifier.
 
@@ -86,23 +102,14 @@ def train(
     """
     from vivitcli.linear_probe.run import train as train_probe
 
-    _check_cache_opts(cache, no_cache)
-    samp = _sampling(sampling, frames, frame_step, clips, start, end, seed)
-    fmt_value = _format(fmt)
-    with _Progress(quiet) as progress:
-        result = train_probe(str(data), model or o.default_model(), out=str(out), pool=pool.value,
-                             sampling=samp, balanced=balanced, val_fraction=val_fraction, split_seed=split_seed,
-                             standalone=standalone, cache=None if no_cache else (str(cache) if cache else True),
-                             batch_size=batch_size, workers=workers, device=device, dtype=dtype, attn=attn,
-                             ext=ext, progress=progress)
-    _summary(result, quiet)
-    if fmt_value == "json":
-        _print_json(result.to_dict())
-    else:
-        print(train_table(result))
-    raise typer.Exit(1 if result.errors else 0)
+    _report(lambda **common: train_probe(
+        str(data), model or o.default_model(), out=str(out), pool=pool.value,
+        sampling=_sampling(sampling, frames, frame_step, clips, start, end, seed), balanced=balanced,
+        val_fraction=val_fraction, split_seed=split_seed, standalone=standalone, **common),
+        fmt, cache, no_cache, run, train_table)
 
 
+@_with_run_options
 def evaluate(
     data: Data,
     model: Annotated[str, typer.Option("--model", "-m", help="The probe model folder (or any classifier whose "
@@ -114,14 +121,7 @@ def evaluate(
     fmt: Format = None,
     cache: Cache = None,
     no_cache: NoCache = False,
-    ext: o.Ext = None,
-    workers: o.Workers = None,
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    attn: o.Attn = "sdpa",
-    batch_size: o.BatchSize = 4,
-    quiet: o.Quiet = False,
-    debug: o.Debug = False,
+    run: dict = None,
 ) -> None:
     """Score a probe model on a labelled test folder: accuracy, per-class precision/recall, confusion matrix.
 
@@ -136,19 +136,8 @@ def evaluate(
     """
     from vivitcli.linear_probe.run import evaluate as evaluate_probe
 
-    _check_cache_opts(cache, no_cache)
-    fmt_value = _format(fmt)
-    with _Progress(quiet) as progress:
-        result = evaluate_probe(str(data), model, clips=clips,
-                                cache=None if no_cache else (str(cache) if cache else True), batch_size=batch_size,
-                                workers=workers, device=device, dtype=dtype, attn=attn, ext=ext,
-                                progress=progress)
-    _summary(result, quiet)
-    if fmt_value == "json":
-        _print_json(result.to_dict())
-    else:
-        print(eval_table(result))
-    raise typer.Exit(1 if result.errors else 0)
+    _report(lambda **common: evaluate_probe(str(data), model, clips=clips, **common),
+            fmt, cache, no_cache, run, eval_table)
 
 
 def make_app(wrap, reflow) -> typer.Typer:
@@ -163,9 +152,22 @@ def make_app(wrap, reflow) -> typer.Typer:
 # ---- helpers ---------------------------------------------------------------------------------------------------
 
 
-def _check_cache_opts(cache, no_cache) -> None:
+def _report(fit, fmt, cache, no_cache, run: dict, table) -> None:
+    """Both commands' run: checks the options, calls fit(cache=..., progress=..., <embedding options>), prints
+    the notes on stderr and the report as `table(result)` or JSON, exits 1 when clips were skipped."""
     if cache is not None and no_cache:
         raise UsageError("give --cache DIR or --no-cache, not both")
+    fmt_value = _format(fmt)
+    with _Progress(run["quiet"]) as progress:
+        result = fit(cache=None if no_cache else (str(cache) if cache else True), progress=progress,
+                     batch_size=run["batch_size"], workers=run["workers"], device=run["device"],
+                     dtype=run["dtype"], attn=run["attn"], ext=run["ext"])
+    _summary(result, run["quiet"])
+    if fmt_value == "json":
+        _print_json(result.to_dict())
+    else:
+        print(table(result))
+    raise typer.Exit(1 if result.errors else 0)
 
 
 def _sampling(sampling, frames, frame_step, clips, start, end, seed):
