@@ -12,7 +12,6 @@ plain containers is refused before any of its code can run.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,20 +59,11 @@ def detect(src) -> Source:
         raise ConvertError(f"{path}: no such file or directory")
     if path.is_dir():
         if (path / "config.json").is_file():
-            # Safetensors first when both are there: no reason to open a pickle then.
-            for index_name, single, fmt in (("model.safetensors.index.json", "model.safetensors", "hf-safetensors"),
-                                            ("pytorch_model.bin.index.json", "pytorch_model.bin", "hf-pickle")):
-                if (path / index_name).is_file():
-                    index = _read_json(path / index_name)
-                    shards = sorted(set((index.get("weight_map") or {}).values()))
-                    if not shards:
-                        raise CheckpointError(f"{path / index_name}: empty weight_map")
-                    if any(Path(s).name != s for s in shards):
-                        raise CheckpointError(f"{path / index_name}: shard names must be plain file names")
-                    return Source(path, fmt, [path / s for s in shards])
-                if (path / single).is_file():
-                    return Source(path, fmt, [path / single])
-            raise CheckpointError(f"{path}: has config.json but no pytorch_model.bin or model.safetensors")
+            # load_model's rule (models/files.py): safetensors first, shard names plain, files inside the folder.
+            from vivitcli.models.files import weight_files
+
+            files = weight_files(path)
+            return Source(path, "hf-safetensors" if files[0].suffix == ".safetensors" else "hf-pickle", files)
         _refuse_orbax(path)
         ckpts = [p for p in _scenic_checkpoints(path) if looks_like_msgpack_map(_head(p))]
         if ckpts:
@@ -109,55 +99,20 @@ def _refuse_orbax(path: Path) -> None:
                  "flax.serialization.to_bytes(tree) to a file named checkpoint and convert that file")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: unreadable JSON ({err})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return value
-
-
 def safe_torch_load(path: Path):
-    """torch.load with weights_only=True; anything it refuses becomes one line naming the file."""
-    import pickle
+    """torch.load with weights_only=True; anything it refuses becomes one line naming the file (load_model's)."""
+    from vivitcli.models.checkpoint import safe_torch_load as load
 
-    import torch
-
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path}: refused to unpickle: the file asks for code or objects other than tensors "
-            "(only weights_only pickles are loaded; nothing from it was run)") from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a loadable PyTorch checkpoint ({first})") from None
+    return load(path)
 
 
 def read_hf(source: Source) -> tuple[dict, dict, dict | None]:
-    """(config.json dict, state dict of tensors, preprocessor_config.json dict or None)."""
-    config = _read_json(source.path / "config.json")
-    pre_path = source.path / "preprocessor_config.json"
-    preprocessor = _read_json(pre_path) if pre_path.is_file() else None
-    state = {}
-    for f in source.files:
-        if not f.is_file():
-            raise CheckpointError(f"{f}: listed in the index but missing")
-        if source.format == "hf-pickle":
-            part = safe_torch_load(f)
-            if not isinstance(part, dict):
-                raise CheckpointError(f"{f}: holds a {type(part).__name__}, not a state dict")
-        else:
-            from safetensors.torch import load_file
+    """(config.json dict, state dict of tensors, preprocessor_config.json dict or None), read as load_model
+    reads them: config and preprocessor validated, every file inside the folder, pickles weights_only."""
+    from vivitcli.models.checkpoint import load_weights, open_checkpoint
 
-            try:
-                part = load_file(str(f))
-            except Exception as err:  # safetensors raises its own SafetensorError
-                raise CheckpointError(f"{f}: unreadable safetensors file ({str(err).splitlines()[0]})") from None
-        for k, v in part.items():
-            if not hasattr(v, "dtype"):
-                raise CheckpointError(f"{f}: entry '{k}' is a {type(v).__name__}, not a tensor")
-            state[k] = v
-    return config, state, preprocessor
+    cfg, preprocessor, files = open_checkpoint(source.path)
+    state = {}
+    for f in files:
+        state.update(load_weights(f))
+    return dict(cfg.raw), state, preprocessor
