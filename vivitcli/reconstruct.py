@@ -187,19 +187,39 @@ def _upscale(frame: np.ndarray, k: int) -> np.ndarray:
     return frame.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else frame
 
 
+@dataclass
+class _Layout:
+    """What both pictures measure first: the views, their frame count t, the upscale k to at least a given
+    panel size, the font, a text line's height, the caption and its widest line's width."""
+
+    views: list
+    t: int
+    k: int
+    font: object
+    line: int
+    caption: list
+    caption_width: int
+
+    @classmethod
+    def of(cls, result: Reconstruction, at_least: int) -> "_Layout":
+        from PIL import Image, ImageDraw
+
+        views = [result.views[name] for name in PANELS]
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        font = _font()
+        caption = result.caption()
+        return cls(views, views[0].shape[0], _scale(views[0].shape[1], at_least), font, _text_height(probe, font),
+                   caption, max(int(probe.textlength(c, font=font)) for c in caption))
+
+
 def png_image(result: Reconstruction):
     """One still: a row per view (original, masked, ...), a column per frame, captions above and below."""
     from PIL import Image, ImageDraw
 
-    views = [result.views[name] for name in PANELS]
-    t, s = views[0].shape[0], views[0].shape[1]
-    k = _scale(s, PNG_CELL)
-    cell, gap = s * k, 4
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    font = _font()
-    line = _text_height(probe, font)
-    caption = result.caption()
-    width = max(t * (cell + gap) + gap, max(int(probe.textlength(c, font=font)) for c in caption) + 2 * gap)
+    lay = _Layout.of(result, PNG_CELL)
+    views, t, k, font, line, caption = lay.views, lay.t, lay.k, lay.font, lay.line, lay.caption
+    cell, gap = views[0].shape[1] * k, 4
+    width = max(t * (cell + gap) + gap, lay.caption_width + 2 * gap)
     height = len(PANELS) * (line + cell + gap) + gap + line * len(caption)
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
@@ -219,15 +239,10 @@ def video_frames(result: Reconstruction) -> list:
     """One picture per model frame: the four views side by side, titles above, the caption below."""
     from PIL import Image, ImageDraw
 
-    views = [result.views[name] for name in PANELS]
-    t, s = views[0].shape[0], views[0].shape[1]
-    k = _scale(s, VIDEO_PANEL)
-    panel, gap = s * k, 6
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    font = _font()
-    line = _text_height(probe, font)
-    caption = result.caption()
-    width = max(len(PANELS) * (panel + gap) + gap, max(int(probe.textlength(c, font=font)) for c in caption) + 2 * gap)
+    lay = _Layout.of(result, VIDEO_PANEL)
+    views, t, k, font, line, caption = lay.views, lay.t, lay.k, lay.font, lay.line, lay.caption
+    panel, gap = views[0].shape[1] * k, 6
+    width = max(len(PANELS) * (panel + gap) + gap, lay.caption_width + 2 * gap)
     height = line + panel + gap + line * (len(caption) + 1)
     width, height = width + width % 2, height + height % 2          # even sizes for yuv420p
     out = []
