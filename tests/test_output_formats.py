@@ -13,13 +13,7 @@ from vivitcli import output
 from vivitcli.errors import UsageError
 from vivitcli.output.formats import CSV_COLUMNS
 
-
-def rec(path, score=0.5, error=None):
-    labels = [] if error else [{"label": "x", "score": score, "index": 1}]
-    return output.make_record("classify", path=path, labels=labels, model="m", label_source="checkpoint",
-                              frame_indices=None if error else np.array([0, 2]),
-                              timestamps=None if error else np.array([0.0, 0.08]),
-                              approximate=None if error else False, error=error)
+from tests.output_records import classify_record as rec
 
 
 def window(path, i, start, end, score=0.9, error=None):

@@ -18,15 +18,9 @@ import pytest
 from vivitcli import output
 from vivitcli.errors import UsageError
 
+from tests.output_records import classify_record as rec
+
 SETTINGS = {"model": "m", "sampling": "uniform", "frames": 8, "top_k": 5, "seed": None}
-
-
-def rec(path, score=0.5, error=None):
-    labels = [] if error else [{"label": "x", "score": score, "index": 1}]
-    return output.make_record("classify", path=path, labels=labels, model="m", label_source="checkpoint",
-                              frame_indices=None if error else np.array([0, 2]),
-                              timestamps=None if error else np.array([0.0, 0.08]),
-                              approximate=None if error else False, error=error)
 
 
 def emb(path, vec):
