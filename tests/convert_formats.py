@@ -270,3 +270,17 @@ def scenic_fe_forward(params: dict, pixels: np.ndarray) -> dict:
     if "output_projection" in p:
         out["logits"] = pooled @ p["output_projection"]["kernel"] + p["output_projection"]["bias"]
     return out
+
+
+def swap_query_key(monkeypatch, module, query_weight: str) -> None:
+    """Patches module.convert so the state it returns has `query_weight` and the matching key kernel exchanged:
+    the classic mapping bug that --verify must catch."""
+    real = module.convert
+
+    def swapped(*args, **kwargs):
+        config, state = real(*args, **kwargs)
+        key_weight = query_weight.replace("query", "key")
+        state[query_weight], state[key_weight] = state[key_weight], state[query_weight]
+        return config, state
+
+    monkeypatch.setattr(module, "convert", swapped)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from tests.checkpoints import load_reference, make_tiny_videomae, make_tiny_vivit, random_pixels
 from tests.convert_formats import (
-    flax_msgpack_bytes, scenic_train_state, videomae_to_original, vivit_to_scenic,
+    flax_msgpack_bytes, scenic_train_state, swap_query_key, videomae_to_original, vivit_to_scenic,
 )
 from vivitcli.cli import app
 from vivitcli.convert import ConvertOptions, convert_checkpoint
@@ -323,16 +323,7 @@ def test_failed_verification_leaves_nothing_behind(tmp_path, monkeypatch):
     from vivitcli.convert import scenic_vivit
 
     _, ckpt = scenic_checkpoint(tmp_path)
-    real = scenic_vivit.convert
-
-    def swapped_qk(*args, **kwargs):  # the classic mapping bug: query and key kernels exchanged
-        config, state = real(*args, **kwargs)
-        q = "vivit.encoder.layer.0.attention.attention.query.weight"
-        k = q.replace("query", "key")
-        state[q], state[k] = state[k], state[q]
-        return config, state
-
-    monkeypatch.setattr(scenic_vivit, "convert", swapped_qk)
+    swap_query_key(monkeypatch, scenic_vivit, "vivit.encoder.layer.0.attention.attention.query.weight")
     before = listing(tmp_path)
     dst = tmp_path / "nested" / "out"
     res = run(ckpt, dst, "--image-size", "32")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from tests.convert_formats import (
     flax_msgpack_bytes, scenic_fe_forward, scenic_fe_params, scenic_params_state, scenic_train_state,
+    swap_query_key,
 )
 from vivitcli.cli import app
 
@@ -190,16 +191,8 @@ def test_orbax_folders_and_models_3_4_get_one_line(tmp_path):
 def test_broken_fe_mapping_fails_verification(tmp_path, monkeypatch):
     from vivitcli.convert import scenic_fe
 
-    real = scenic_fe.convert
-
-    def swapped(*args, **kwargs):  # the temporal encoder's q and k kernels exchanged
-        config, state = real(*args, **kwargs)
-        q = "vivit_fe.temporal.encoder.layer.0.attention.attention.query.weight"
-        k = q.replace("query", "key")
-        state[q], state[k] = state[k], state[q]
-        return config, state
-
-    monkeypatch.setattr(scenic_fe, "convert", swapped)
+    # the temporal encoder's q and k kernels exchanged
+    swap_query_key(monkeypatch, scenic_fe, "vivit_fe.temporal.encoder.layer.0.attention.attention.query.weight")
     res = run(write_checkpoint(tmp_path, scenic_fe_params()), tmp_path / "out", "--image-size", "32")
     assert res.exit_code == 1 and "verification failed: max |Δlogits|" in res.stderr
     assert not (tmp_path / "out").exists()
