@@ -34,6 +34,17 @@ def _set(**fields):
     return lambda c: c.update(fields)
 
 
+def _bad_field_error(src, tmp_path, name, field, value) -> str:
+    """load_model's one-line error for a copy of checkpoint `src` whose `name` JSON has `field` set to `value`;
+    the line must name that file."""
+    ckpt = _with_json(src, tmp_path / "c", name, _set(**{field: value}))
+    with pytest.raises(CheckpointError) as err:
+        load_model(ckpt, device="cpu")
+    text = _one_line(err)
+    assert str(ckpt / name) in text
+    return text
+
+
 def _drop(*keys):
     return lambda c: [c.pop(k, None) for k in keys]
 
@@ -78,11 +89,8 @@ VIVIT_BAD = [
 
 @pytest.mark.parametrize("field, value, message", VIVIT_BAD, ids=[f"{f}={v!r}" for f, v, _ in VIVIT_BAD])
 def test_bad_vivit_config_field_is_one_line(tmp_path, vivit_dir, field, value, message):
-    ckpt = _with_json(vivit_dir, tmp_path / "c", "config.json", _set(**{field: value}))
-    with pytest.raises(CheckpointError) as err:
-        load_model(ckpt, device="cpu")
-    text = _one_line(err)
-    assert str(ckpt / "config.json") in text and f"'{field}" in text and message in text
+    text = _bad_field_error(vivit_dir, tmp_path, "config.json", field, value)
+    assert f"'{field}" in text and message in text
 
 
 VIDEOMAE_BAD = [
@@ -101,11 +109,8 @@ VIDEOMAE_BAD = [
 
 @pytest.mark.parametrize("field, value, message", VIDEOMAE_BAD, ids=[f"{f}={v!r}" for f, v, _ in VIDEOMAE_BAD])
 def test_bad_videomae_config_field_is_one_line(tmp_path, videomae_dir, field, value, message):
-    ckpt = _with_json(videomae_dir, tmp_path / "c", "config.json", _set(**{field: value}))
-    with pytest.raises(CheckpointError) as err:
-        load_model(ckpt, device="cpu")
-    text = _one_line(err)
-    assert str(ckpt / "config.json") in text and f"'{field}'" in text and message in text
+    text = _bad_field_error(videomae_dir, tmp_path, "config.json", field, value)
+    assert f"'{field}'" in text and message in text
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -275,11 +280,8 @@ PRE_BAD = [
 
 @pytest.mark.parametrize("field, value, message", PRE_BAD, ids=[f"{f}={v!r}" for f, v, _ in PRE_BAD])
 def test_bad_preprocessor_field_is_one_line(tmp_path, vivit_dir, field, value, message):
-    ckpt = _with_json(vivit_dir, tmp_path / "c", "preprocessor_config.json", _set(**{field: value}))
-    with pytest.raises(CheckpointError) as err:
-        load_model(ckpt, device="cpu")
-    text = _one_line(err)
-    assert str(ckpt / "preprocessor_config.json") in text and f"'{field}" in text and message in text
+    text = _bad_field_error(vivit_dir, tmp_path, "preprocessor_config.json", field, value)
+    assert f"'{field}" in text and message in text
 
 
 def test_resize_without_crop_must_leave_a_patch(tmp_path, vivit_dir):
