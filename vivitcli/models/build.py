@@ -54,9 +54,13 @@ def build_model(config: dict, *, device="auto", dtype="auto", attn: str = "sdpa"
 
 def finalize(model: VideoModel, *, name: str, device="auto", dtype="auto",
              preprocessor_config: dict | None = None) -> VideoModel:
-    """Attach name, labels and preprocessor; move to device / dtype; eval mode."""
+    """Attach name, labels and preprocessor (checked like a checkpoint's file, whoever passes it); move to
+    device / dtype; eval mode."""
+    from vivitcli.models.config import validate_preprocessor_config
     from vivitcli.preprocess import Preprocessor
 
+    if preprocessor_config is not None:
+        validate_preprocessor_config(preprocessor_config, f"{name}: preprocessor_config", model=model.cfg)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     model.name = name
