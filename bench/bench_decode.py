@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from docs_recipe import read_video_pyav, sample_frame_indices  # bench/ is sys.path[0]: run as a script
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
 CLIPS = {
@@ -53,34 +55,6 @@ TARGETS = {
 
 
 # ----------------------------------------------------------------------------------------- the recipe
-def sample_frame_indices(clip_len, frame_sample_rate, seg_len):
-    """Verbatim from the transformers docs."""
-    import numpy as np
-
-    converted_len = int(clip_len * frame_sample_rate)
-    end_idx = np.random.randint(converted_len, seg_len)
-    start_idx = end_idx - converted_len
-    indices = np.linspace(start_idx, end_idx, num=clip_len)
-    indices = np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
-    return indices
-
-
-def read_video_pyav(container, indices):
-    """Verbatim from the transformers docs."""
-    import numpy as np
-
-    frames = []
-    container.seek(0)
-    start_index = indices[0]
-    end_index = indices[-1]
-    for i, frame in enumerate(container.decode(video=0)):
-        if i > end_index:
-            break
-        if i >= start_index and i in indices:
-            frames.append(frame)
-    return np.stack([x.to_ndarray(format="rgb24") for x in frames])
-
-
 def run_recipe(path: Path, sampling: str):
     import av
     import numpy as np

@@ -56,30 +56,12 @@ for path in sys.argv[2:]:
     print(json.dumps({"path": path, "top1": clf(path, top_k=1)[0]["label"]}), flush=True)
 """
 
-RECIPE = r"""
-import json, sys
+RECIPE = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r})" + r"""
+import json
 import av, numpy as np, torch
 from transformers import VideoMAEForVideoClassification, VideoMAEImageProcessor
+from docs_recipe import read_video_pyav, sample_frame_indices
 np.random.seed(0)
-
-def read_video_pyav(container, indices):
-    frames = []
-    container.seek(0)
-    start_index, end_index = indices[0], indices[-1]
-    for i, frame in enumerate(container.decode(video=0)):
-        if i > end_index:
-            break
-        if i >= start_index and i in indices:
-            frames.append(frame)
-    return np.stack([x.to_ndarray(format="rgb24") for x in frames])
-
-def sample_frame_indices(clip_len, frame_sample_rate, seg_len):
-    converted_len = int(clip_len * frame_sample_rate)
-    end_idx = np.random.randint(converted_len, seg_len)
-    start_idx = end_idx - converted_len
-    indices = np.linspace(start_idx, end_idx, num=clip_len)
-    indices = np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
-    return indices
 
 processor = VideoMAEImageProcessor.from_pretrained(sys.argv[1])
 model = VideoMAEForVideoClassification.from_pretrained(sys.argv[1]).eval()

@@ -14,6 +14,7 @@ from vivitcli.video.read import read_clip, snap_to_keyframes
 from vivitcli.errors import VideoError
 from vivitcli.preprocess import Preprocessor
 from tests.videos import vfr_timestamps, write_video
+from bench.docs_recipe import read_video_pyav, sample_frame_indices
 
 PRE = Preprocessor.from_config({"size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32}}, "vivit")
 
@@ -49,22 +50,8 @@ def test_matches_the_hf_docs_recipe(video):
     """The transformers docs: sample_frame_indices + read_video_pyav + the image processor."""
     transformers = pytest.importorskip("transformers")
 
-    def read_video_pyav(container, indices):
-        frames = []
-        container.seek(0)
-        start_index, end_index = indices[0], indices[-1]
-        for i, frame in enumerate(container.decode(video=0)):
-            if i > end_index:
-                break
-            if i >= start_index and i in indices:
-                frames.append(frame)
-        return np.stack([x.to_ndarray(format="rgb24") for x in frames])
-
     np.random.seed(3)
-    converted_len = 8 * 4
-    end_idx = np.random.randint(converted_len, 200)
-    indices = np.clip(np.linspace(end_idx - converted_len, end_idx, num=8), end_idx - converted_len,
-                      end_idx - 1).astype(np.int64)
+    indices = sample_frame_indices(clip_len=8, frame_sample_rate=4, seg_len=200)
     with av.open(str(video)) as container:
         frames = read_video_pyav(container, indices)
     with warnings.catch_warnings():

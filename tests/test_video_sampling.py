@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.docs_recipe import sample_frame_indices as docs_sample_frame_indices
 from vivitcli import sample_indices
-
-
-def docs_sample_frame_indices(clip_len, frame_sample_rate, seg_len):
-    """Verbatim from the transformers docs (VideoMAE/ViViT video classification examples)."""
-    converted_len = int(clip_len * frame_sample_rate)
-    end_idx = np.random.randint(converted_len, seg_len)
-    start_idx = end_idx - converted_len
-    indices = np.linspace(start_idx, end_idx, num=clip_len)
-    indices = np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
-    return indices
 
 
 def test_uniform_takes_segment_centres():
