@@ -29,6 +29,16 @@ class ModelName:
     note: str = ""
 
 
+SCENIC_BUCKET = "https://storage.googleapis.com/scenic-bucket/vivit"
+
+
+def _scenic_fe(release: str, alias: str, what: str, labels: str) -> ModelName:
+    """A released Scenic checkpoint: its URL, and the note saying how to convert it."""
+    return ModelName(f"{SCENIC_BUCKET}/{release}/checkpoint", "convert", (alias,),
+                     note=f"{what}; convert from Scenic: download the checkpoint URL, then "
+                          f"vivit convert checkpoint ~/models/{alias} --labels {labels}")
+
+
 MODELS: tuple[ModelName, ...] = (
     ModelName("demo/model", "package", ("demo",),
               note="a small ViViT trained on synthetic clips (6 motion classes), for offline use"),
@@ -52,18 +62,16 @@ MODELS: tuple[ModelName, ...] = (
     ModelName("videomae", "random", ("random-videomae-b",),
               note="VideoMAE-B architecture (16x224x224), random weights: no download"),
     # The Scenic releases with no hub port (fe: vivitcli/convert; README "All five official ViViT checkpoints").
-    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/kinetics_400/vivit_base_16x2_fe/checkpoint", "convert", ("vivit-b-fe-k400",),
-              note="ViViT-B/16x2 factorised encoder, Kinetics-400 (78.4%); convert from Scenic: download the checkpoint URL, then "
-                   "vivit convert checkpoint ~/models/vivit-b-fe-k400 --labels kinetics400"),
-    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/kinetics_400/vivit_large_16x2_fe/checkpoint", "convert", ("vivit-l-fe-k400",),
-              note="ViViT-L/16x2 factorised encoder, Kinetics-400 (80.3%); convert from Scenic: download the checkpoint URL, then "
-                   "vivit convert checkpoint ~/models/vivit-l-fe-k400 --labels kinetics400"),
-    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/kinetics_600/vivit_large_16x2_fe/checkpoint", "convert", ("vivit-l-fe-k600",),
-              note="ViViT-L/16x2 factorised encoder, Kinetics-600 (81.6%); convert from Scenic: download the checkpoint URL, then "
-                   "vivit convert checkpoint ~/models/vivit-l-fe-k600 --labels kinetics600"),
-    ModelName("https://storage.googleapis.com/scenic-bucket/vivit/epic_kitchens/vivit_large_16x2_fe/checkpoint", "convert", ("vivit-l-fe-epic-kitchens",),
-              note="ViViT-L/16x2 factorised encoder, EPIC-KITCHENS-100 noun + verb heads; convert from Scenic: download the checkpoint URL, then "
-                   "vivit convert checkpoint ~/models/vivit-l-fe-epic-kitchens --labels epic-kitchens-100"),
+    *(_scenic_fe(*row) for row in (
+        ("kinetics_400/vivit_base_16x2_fe", "vivit-b-fe-k400", "ViViT-B/16x2 factorised encoder, Kinetics-400 (78.4%)",
+         "kinetics400"),
+        ("kinetics_400/vivit_large_16x2_fe", "vivit-l-fe-k400", "ViViT-L/16x2 factorised encoder, Kinetics-400 (80.3%)",
+         "kinetics400"),
+        ("kinetics_600/vivit_large_16x2_fe", "vivit-l-fe-k600", "ViViT-L/16x2 factorised encoder, Kinetics-600 (81.6%)",
+         "kinetics600"),
+        ("epic_kitchens/vivit_large_16x2_fe", "vivit-l-fe-epic-kitchens",
+         "ViViT-L/16x2 factorised encoder, EPIC-KITCHENS-100 noun + verb heads", "epic-kitchens-100"),
+    )),
 )
 
 
