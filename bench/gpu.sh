@@ -138,6 +138,16 @@ export -f classify_default classify_cores
 step classify_default 120 classify_default
 step classify_cores 120 classify_cores
 
+# ---- 5b. the same job on Ray: one GPU model actor fed by CPU decode tasks (vivit classify --ray) ---------
+ray_job() {
+  if ! "$PY" -c "import ray, pyarrow" 2>/dev/null; then echo "ray not installed: skipped" >&2; return 0; fi
+  if [ "$DRY" = 1 ]; then "$PY" bench/bench_ray.py --dry --json "$OUT/ray.json"
+  else "$PY" bench/bench_ray.py --clips 40 --models videomae-b --reps 1 --device "$DEVICE" --gpus-per-worker 1 \
+         --decoders "$CORES" --batch-size 16 --json "$OUT/ray.json"; fi
+}
+export -f ray_job
+step ray 150 ray_job
+
 # ---- 6. report -------------------------------------------------------------------------------------------
 "$PY" -m vivitcli.benchmark.gpu report "$OUT" >/dev/null
 echo "bench/gpu.sh: $(( $(date +%s) - START_ALL )) s; report: $OUT/gpu-report.md" >&2

@@ -24,7 +24,7 @@ def test_gpu_script_dry_run(tmp_path):
     report = json.loads((tmp_path / "gpu-report.json").read_text())
     assert {name: s["status"] for name, s in report["steps"].items()} == {
         "install": "ok", "benchmark": "ok", "clips": "ok", "decode": "ok", "classify_default": "ok",
-        "classify_cores": "ok"}
+        "classify_cores": "ok", "ray": "ok"}
     assert report["environment"]["dry_run"] is True and report["environment"]["device"] == "cpu"
     (row,) = report["benchmark"]["rows"]
     assert row["eager_status"] == row["sdpa_status"] == "ok" and row["max_abs_diff"] < 1e-4
@@ -35,6 +35,14 @@ def test_gpu_script_dry_run(tmp_path):
     for run in runs.values():
         assert run["returncode"] == 0 and run["files"] == run["records"] == 3 and run["errors"] == 0
         assert run["peak_rss_mib"] > 50
+    try:  # the Ray step (bench/bench_ray.py --dry) where the ray extra is installed, as in CI
+        import pyarrow  # noqa: F401
+        import ray  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        (ray_row,) = json.loads((tmp_path / "ray.json").read_text())
+        assert ray_row["model"] == "demo" and ray_row["top1_agree"] is True and ray_row["ray_s"] > 0
     text = (tmp_path / "gpu-report.md").read_text()
     assert "## vivit benchmark" in text and "## Decode workers" in text and "## End to end" in text
     with pytest.raises(subprocess.CalledProcessError):
