@@ -239,7 +239,10 @@ def test_dtype_device_and_attn_options(vivit_dir):
     assert model.dtype == torch.float16 and model.device.type == "cpu" and model.attn == "eager"
     auto = load_model(vivit_dir, device="auto", dtype="auto")
     if auto.device.type == "cpu":
-        assert auto.dtype == torch.float32                       # CPU auto keeps the reference precision
+        from vivitcli.models.backends.cpu import cpu_has_native_bf16
+
+        # CPU auto: bfloat16 only where the CPU computes it natively, else the reference float32.
+        assert auto.dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     with pytest.raises(UsageError, match="dtype"):
         load_model(vivit_dir, dtype="int8")
     with pytest.raises(UsageError, match="attention"):

@@ -25,11 +25,9 @@ _CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("VIVIT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "vivitcli"
+    from vivitcli.cache import cache_dir
+
+    return cache_dir()
 
 
 def file_digest(path) -> str:

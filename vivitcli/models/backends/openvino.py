@@ -84,13 +84,10 @@ def precision_for(dtype="auto") -> str:
 
 
 def default_cache_dir() -> Path:
-    """<cache>/openvino: <cache> is $VIVIT_CACHE, else $XDG_CACHE_HOME/vivitcli (~/.cache/vivitcli), the rule
-    the probe's embedding cache follows too."""
-    env = os.environ.get("VIVIT_CACHE")
-    if env:
-        return Path(env).expanduser() / "openvino"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "vivitcli" / "openvino"
+    """<cache>/openvino (vivitcli.cache: $VIVIT_CACHE, else $XDG_CACHE_HOME/vivitcli)."""
+    from vivitcli.cache import cache_dir
+
+    return cache_dir("openvino")
 
 
 class OpenVINOModel:
