@@ -155,6 +155,7 @@ _vivit() {
                 --start) return ;;
                 --end) return ;;
                 --frames) return ;;
+                --crops) return ;;
                 --top-k|-k) return ;;
                 --format|-f) COMPREPLY=($(compgen -W "table jsonl json csv" -- "$cur")); return ;;
                 --out|-o) return ;;
@@ -175,7 +176,7 @@ _vivit() {
                 --batch-size|-b) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--model -m --window -w --stride --start --end --frames --top-k -k --format -f --out -o --labels --resume --force --segments --smooth --threshold --min-segment --srt --vtt --subtitles --html --ext --null -0 --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
+                COMPREPLY=($(compgen -W "--model -m --window -w --stride --start --end --frames --crops --top-k -k --format -f --out -o --labels --resume --force --segments --smooth --threshold --min-segment --srt --vtt --subtitles --html --ext --null -0 --device --dtype --attn --backend --batch-size -b --quiet -q --debug --help -h" -- "$cur"))
             fi
             ;;
         "probe")

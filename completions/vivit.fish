@@ -166,6 +166,7 @@ complete -c vivit -n '__vivit_at \'vivit timeline\'' -l stride -x -d 'Seconds fr
 complete -c vivit -n '__vivit_at \'vivit timeline\'' -l start -x -d 'Sample from this time on (seconds)'
 complete -c vivit -n '__vivit_at \'vivit timeline\'' -l end -x -d 'Sample up to this time (seconds)'
 complete -c vivit -n '__vivit_at \'vivit timeline\'' -l frames -x -d 'Frames per clip'
+complete -c vivit -n '__vivit_at \'vivit timeline\'' -l crops -x -d 'Spatial views per clip: 1 (the checkpoint\'s centre crop) or 3 (left...'
 complete -c vivit -n '__vivit_at \'vivit timeline\'' -l top-k -s k -x -d 'Labels per window'
 complete -c vivit -n '__vivit_at \'vivit timeline\'' -l format -s f -x -a 'table jsonl json csv' -d 'Format of the per-window records'
 complete -c vivit -n '__vivit_at \'vivit timeline\'' -l out -s o -r -F -d 'Write the per-window records to this file (.jsonl, .json, .csv, .tx...'

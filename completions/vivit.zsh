@@ -170,6 +170,7 @@ _vivit_timeline() {
         '--start[Sample from this time on (seconds)]:start: ' \
         '--end[Sample up to this time (seconds)]:end: ' \
         '--frames[Frames per clip]:frames: ' \
+        '--crops[Spatial views per clip\: 1 (the checkpoint'\''s centre crop) or 3 (left...]:crops: ' \
         '(--top-k -k)'{--top-k,-k}'[Labels per window]:top-k: ' \
         '(--format -f)'{--format,-f}'[Format of the per-window records]:format:(table jsonl json csv)' \
         '(--out -o)'{--out,-o}'[Write the per-window records to this file (.jsonl, .json, .csv, .tx...]:out:_files' \

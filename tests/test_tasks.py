@@ -118,3 +118,19 @@ def test_embed_with_windows_gives_one_row_per_window(tmp_path):
 
     lib = [rec.embedding for rec in embed_windows([str(video)], "demo", window=2, stride=1)]
     assert np.abs(np.stack(lib) - vectors).max() < 1e-6
+
+
+def test_timeline_with_three_crops_averages_the_views_of_each_window(vivit_dir, tmp_path):
+    from vivitcli.video.read import read_clip
+    from vivitcli.window_tasks import timeline
+
+    video = str(write_video(tmp_path / "wide.mp4", num_frames=40, width=120, height=64))
+    model = vivitcli.load_model(vivit_dir, dtype="float32")
+    records = list(timeline([video], model, window=0.8, stride=0.8, top_k=1, sampling=vivitcli.Sampling(crops=3)))
+    assert len(records) >= 2 and all(r.error is None for r in records)
+    for rec in records:  # each window = read_clip over its span with the same three views, logits averaged
+        views = read_clip(video, model.preprocessor, num_frames=model.num_frames, start=rec.start, end=rec.end,
+                          crops=3)
+        logits = model(views).mean(0)
+        assert rec.labels[0].index == int(logits.argmax())
+        assert rec.labels[0].score == pytest.approx(float(torch.softmax(logits.double(), -1).max()), abs=1e-5)

@@ -136,7 +136,8 @@ class _WindowsMixin:
             todo = plan.windows[plan.first_computed:]
             from vivitcli.video.scan import frame_table
 
-            return plan, WindowDecoder(path, todo, pre, table=frame_table(path), ahead=ahead).start()
+            return plan, WindowDecoder(path, todo, pre, table=frame_table(path), ahead=ahead,
+                                       crops=self.sampling.crops).start()
 
         ahead_of = {"next": start(paths[0]) if paths else None}  # the next file's (plan, decoder), started early
         try:
@@ -161,11 +162,12 @@ class _WindowsMixin:
             failure = None
 
             def flush():
-                batch = torch.stack([clip for _, clip in pending])
+                # A window is one clip, or several views (--crops 3) whose outputs are averaged.
+                views = [clip if clip.ndim == 5 else clip[None] for _, clip in pending]
                 with torch.inference_mode():
-                    out = self.compute(batch)
-                rows = out.detach().float().cpu().numpy()
-                done = [(w, row) for (w, _), row in zip(pending, rows)]
+                    out = self.compute(torch.cat(views))
+                rows = out.detach().float().cpu().split([len(v) for v in views])
+                done = [(w, row.mean(0).numpy()) for (w, _), row in zip(pending, rows)]
                 pending.clear()
                 return done
 

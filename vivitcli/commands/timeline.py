@@ -27,6 +27,7 @@ def command(
     start: o.Start = None,
     end: o.End = None,
     frames: o.Frames = None,
+    crops: o.Crops = 1,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels per window.",
                                        rich_help_panel=o.OUTPUT_PANEL)] = 5,
     fmt: Annotated[Optional[o.OutputFormat], typer.Option(
@@ -91,7 +92,8 @@ def command(
       vivit timeline videos/ -o windows.jsonl --srt 'subs/{stem}.srt' -q
     """
     _run(Options(
-        inputs=inputs, model=model, window=window, stride=stride, start=start, end=end, frames=frames, top_k=top_k,
+        inputs=inputs, model=model, window=window, stride=stride, start=start, end=end, frames=frames, crops=crops,
+        top_k=top_k,
         fmt=fmt.value if fmt else None, out=out, labels=labels, resume=resume, force=force, segments=segments,
         smooth=smooth, threshold=threshold, min_segment=min_segment, srt=srt, vtt=vtt, subtitles=subtitles.value,
         html=html,
@@ -108,6 +110,7 @@ class Options:
     start: Optional[float]
     end: Optional[float]
     frames: Optional[int]
+    crops: int
     top_k: int
     fmt: Optional[str]
     out: Optional[str]
@@ -249,7 +252,8 @@ def _run(opts: Options) -> None:
     announce_stdin(opts.inputs, opts.quiet)
     job = TimelineJob(opts.inputs, opts.model or o.default_model(), window=opts.window, stride=opts.stride,
                       top_k=opts.top_k,
-                      labels=opts.labels, sampling=Sampling(start=opts.start, end=opts.end, frames=opts.frames),
+                      labels=opts.labels, sampling=Sampling(start=opts.start, end=opts.end, frames=opts.frames,
+                                                           crops=opts.crops),
                       batch_size=opts.batch_size, device=opts.device, dtype=opts.dtype, attn=opts.attn,
                       backend=opts.backend, ext=opts.ext, null_separated=opts.null)
     _check(opts, job.paths)

@@ -106,7 +106,7 @@ def read_clip(path, preprocessor, num_frames: int, sampling: str = "uniform", fr
     raise VideoError(path, "out of memory reading a clip from it", hint="free memory, or use fewer frames")
 
 
-def _three_crops(path, pre, frames: np.ndarray, shape: tuple):
+def three_crop_views(path, pre, frames: np.ndarray, shape: tuple):
     """Resized uint8 frames (N, H, W, 3) in sampling order -> float (views, T, C, S, S), 3 crops per clip."""
     import torch
 
@@ -156,7 +156,7 @@ def _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, s
             raise VideoError(path, "frame size changes mid-stream")
         frames[slot] = frame
     if crops > 1:
-        clip = _three_crops(path, pre, frames, indices.shape)
+        clip = three_crop_views(path, pre, frames, indices.shape)
     else:
         clip = pre.normalize(frames)
         if sampling == "clips":

@@ -122,9 +122,10 @@ class WindowDecoder:
     the most frames held at once.
     """
 
-    def __init__(self, path, windows: list[Window], preprocessor, *, table=None, ahead: int = 8, exact: bool = False):
+    def __init__(self, path, windows: list[Window], preprocessor, *, table=None, ahead: int = 8, exact: bool = False,
+                 crops: int = 1):
         self.path, self.windows, self.pre = str(path), list(windows), preprocessor
-        self.table, self.exact = table, exact
+        self.table, self.exact, self.crops = table, exact, crops
         self.stats: dict = {}
         self.peak_frames = 0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
@@ -154,12 +155,22 @@ class WindowDecoder:
         frames: dict[int, np.ndarray] = {}
         lock = threading.Lock()
         state = {"next": 0, "shape": None}
-        pre, exact, path = self.pre, self.exact, self.path
+        pre, exact, path, crops = self.pre, self.exact, self.path, self.crops
 
         def convert(frame):
             if self._stop.is_set():
                 raise _Cancelled()
+            if crops > 1:  # the whole resized frame: the three views are cut per window (as read_clip does)
+                return pre.resize_frame(to_rgb(frame))
             return pre.resize_crop(to_rgb(frame), exact=exact)
+
+        def window_clip(w):
+            stacked = np.stack([frames[int(p)] for p in w.positions])
+            if crops > 1:
+                from vivitcli.video.read import three_crop_views
+
+                return three_crop_views(path, pre, stacked, (len(w.positions),))  # (3, T, C, S, S)
+            return pre.normalize(stacked)
 
         def sink(pos: int, frame: np.ndarray) -> None:
             # Windows are built under the lock, in index order, so the queue receives them in order.
@@ -176,7 +187,7 @@ class WindowDecoder:
                     w = wins[state["next"]]
                     if any(p not in frames for p in w.distinct):
                         break
-                    clip = pre.normalize(np.stack([frames[int(p)] for p in w.positions]))
+                    clip = window_clip(w)
                     for p in w.distinct:
                         uses[p] -= 1
                         if not uses[p]:
