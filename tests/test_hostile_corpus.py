@@ -267,10 +267,6 @@ def _ffmpeg_frame_count(path: Path) -> int:
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI (remux and oracle)")
-@pytest.mark.xfail(strict=True, reason="a download cut short whose index (moov, written first by +faststart) "
-                   "survives: the container counts 18 frames, uniform sampling asks for frames past the end and the "
-                   "whole file fails ('frame 10 could not be decoded (the video yields 10 frames)'), though the "
-                   "ffmpeg CLI decodes 11; issue 11 item 8 asks that such files work")
 def test_a_download_cut_short_with_its_index_first_is_labelled_from_the_frames_it_has(tmp_path):
     spec = synthetic.sample_spec(0, label="moving left", width=96, height=72, duration=1.5, fps=12, codec="h264")
     whole = tmp_path / "whole.mp4"

@@ -43,6 +43,15 @@ class VideoError(VivitError):
         self.reason = message
 
 
+class ShortVideoError(VideoError):
+    """A stream that ends before the frames its index lists (a download cut short): `available` frames came
+    out, so a reader can sample again among those."""
+
+    def __init__(self, path, message: str, available: int):
+        super().__init__(path, message)
+        self.available = available
+
+
 class ConvertError(VivitError):
     """A checkpoint conversion that cannot proceed or failed verification."""
 

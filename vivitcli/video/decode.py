@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 import av
 import numpy as np
 
-from vivitcli.errors import VideoError
+from vivitcli.errors import ShortVideoError, VideoError
 from vivitcli.video.container import MAX_PIXELS, open_video, video_error
 from vivitcli.video.scan import FrameTable, frame_table
 
@@ -280,7 +280,8 @@ def _read_sequential(path, container, stream, plan: _Plan):
                 return
     missing = sorted(wanted - set(plan.done))
     if missing:
-        raise VideoError(path, f"frame {missing[0]} could not be decoded (the video yields {pos + 1} frames)")
+        raise ShortVideoError(path, f"frame {missing[0]} could not be decoded (the video yields {pos + 1} frames)",
+                              available=pos + 1)
 
 
 def decode_positions(path, positions: Iterable[int], convert: Callable = to_rgb, *,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vivitcli.errors import VideoError
+from vivitcli.errors import ShortVideoError, VideoError
 from vivitcli.preprocess import Preprocessor
 from vivitcli.video.container import MAX_PIXELS
 from vivitcli.video.decode import decode_positions, to_rgb
@@ -123,13 +123,29 @@ def three_crop_views(path, pre, frames: np.ndarray, shape: tuple):
 
 def _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info, exact,
                open_kw, crops=1):
+    try:
+        return _read_clip_once(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info,
+                               exact, open_kw, crops)
+    except ShortVideoError as err:
+        if err.available < 1:
+            raise
+        # A file cut short behind an intact index (a partial download of a faststart MP4): the decoder gave
+        # fewer frames than the index lists. Sample again among the frames that exist.
+        return _read_clip_once(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info,
+                               exact, open_kw, crops, available=err.available)
+
+
+def _read_clip_once(path, pre, num_frames, sampling, frame_step, clips, start, end, seed, return_info, exact,
+                    open_kw, crops=1, available=None):
     table = frame_table(path, **open_kw)
     if table.num_frames == 0:
         raise VideoError(path, "no decodable video frames")
-    times = table.times
+    times = table.times if available is None else table.times[:available]
     lo, hi = _range(path, times, start, end)
+    if available is not None:
+        hi = min(hi if hi is not None else available, available)
     strategy = "uniform" if sampling == "keyframes" else sampling
-    indices = sample_indices(table.num_frames, num_frames, strategy, frame_step=frame_step, clips=clips,
+    indices = sample_indices(len(times), num_frames, strategy, frame_step=frame_step, clips=clips,
                              start=lo, end=hi, seed=seed)
     approximate = False
     if sampling == "keyframes" and table.exact:
@@ -164,5 +180,5 @@ def _read_clip(path, pre, num_frames, sampling, frame_step, clips, start, end, s
     if not return_info:
         return clip
     info = ClipInfo(path=str(path), indices=indices, timestamps=times[indices], approximate=approximate,
-                    sampling=sampling, num_video_frames=table.num_frames, duration=table.duration)
+                    sampling=sampling, num_video_frames=len(times), duration=table.duration)
     return clip, info
