@@ -111,10 +111,8 @@ def load(model=None, *, device="auto", dtype="auto", attn: str = "sdpa", backend
     from vivitcli.models.hub import load_model
     from vivitcli.models.names import DEFAULT_MODEL
 
-    kwargs = {"device": device, "dtype": dtype, "attn": attn}
-    if backend != "torch":
-        kwargs["backend"] = backend
-    return load_model(str(model) if model is not None else DEFAULT_MODEL, **kwargs)
+    return load_model(str(model) if model is not None else DEFAULT_MODEL, device=device, dtype=dtype, attn=attn,
+                      backend=backend)
 
 
 class Job:
@@ -127,6 +125,7 @@ class Job:
                  attn: str = "sdpa", backend: str = "torch", ext: Iterable[str] | None = None, stdin=None,
                  null_separated: bool = False):
         from vivitcli.inputs import collect_paths, parse_extensions
+        from vivitcli.models.backends import check_backend
         from vivitcli.models.device import canonical_dtype, check_device_name
 
         self.sampling = sampling or Sampling()
@@ -137,8 +136,6 @@ class Job:
             raise UsageError(f"--workers {workers} must be at least 1")
         if attn not in ATTNS:
             raise UsageError(f"unknown attention {attn!r} (use {', '.join(ATTNS)})")
-        from vivitcli.models.backends import check_backend
-
         backend = check_backend(backend)  # openvino not installed: one line before anything loads
         self.device, self.dtype = check_device_name(device), canonical_dtype(dtype)
         self.attn, self.backend = attn, backend
