@@ -28,7 +28,8 @@ WIDTH, HEIGHT = 1000, 200  # SVG user units; the SVG is stretched to the page wi
 def video_url(video_path: str, page_path: str) -> str:
     """The video's URL relative to the page's folder (percent-encoded, forward slashes)."""
     rel = os.path.relpath(os.path.abspath(video_path), os.path.dirname(os.path.abspath(page_path)))
-    return quote(rel.replace(os.sep, "/"))
+    # Percent-encode the name's bytes (os.fsencode): a name that is not valid UTF-8 still opens the real file.
+    return quote(os.fsencode(rel.replace(os.sep, "/")))
 
 
 def _num(x: float) -> str:

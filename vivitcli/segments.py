@@ -15,8 +15,6 @@ segments never overlap and a boundary is placed to within one stride.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 
@@ -166,12 +164,12 @@ def segments_text(segments: list[Segment], kind: str) -> str:
         # One segment per line: readable, and diffable run to run.
         body = ",\n".join("  " + json.dumps(r, ensure_ascii=False, separators=(", ", ": ")) for r in rows)
         return "[\n" + body + "\n]\n" if rows else "[]\n"
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SEGMENT_KEYS)
+    from vivitcli.output.formats import csv_text  # one CSV writer (a CR in a file name stays quoted)
+
+    table = [list(SEGMENT_KEYS)]
     for r in rows:
         wins = r["windows"]
         r = dict(r, label="" if r["label"] is None else r["label"], score="" if r["score"] is None else r["score"],
                  windows=f"{wins[0]}-{wins[-1]}" if wins else "")
-        writer.writerow([r[k] for k in SEGMENT_KEYS])
-    return buf.getvalue()
+        table.append([r[k] for k in SEGMENT_KEYS])
+    return csv_text(table)

@@ -264,7 +264,10 @@ def _run(opts: Options) -> None:
 def _write_text(path: str, text: str) -> None:
     from vivitcli.output import atomic_write
 
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    from vivitcli.output.records import safe_text
+
+    # A video name that is not valid UTF-8 (lone surrogates) is written as \udcXX escapes, never a crash.
+    atomic_write(path, lambda f: f.write(safe_text(text, plain=True).encode("utf-8")))
 
 
 def _write_video_outputs(opts: Options, path: str, windows: list[dict], min_segment: float) -> list:
