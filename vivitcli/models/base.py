@@ -144,18 +144,21 @@ class VideoModel(nn.Module):
         with self._mode():
             return self._features(pixel_values)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, T, C, H, W) → logits (B, num_labels)."""
+    def check_head(self) -> None:
+        """UsageError for logits from a checkpoint without a classifier (every runner asks this one)."""
         if self.head is None:
             raise UsageError(f"{self.name}: this checkpoint has no classification head "
                              f"(a base or pre-training checkpoint); use it for embeddings")
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) → logits (B, num_labels)."""
+        self.check_head()
         with self._mode():
             return self.head(self.pool(self._features(pixel_values), "default"))
 
     def embed(self, pixel_values: torch.Tensor, pool: str = "default") -> torch.Tensor:
         """(B, T, C, H, W) → (B, D). pool="default" is the vector the classifier reads."""
-        if pool not in POOLS:
-            raise UsageError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        check_pool(pool)
         with self._mode():
             return self.pool(self._features(pixel_values), pool)
 
@@ -182,6 +185,12 @@ class VideoModel(nn.Module):
     def extra_repr(self) -> str:
         return (f"model_type={self.model_type}, frames={self.num_frames}, image_size={self.image_size}, "
                 f"tubelet={self.cfg.tubelet}, labels={self.num_labels}, attn={self.attn}")
+
+
+def check_pool(pool: str) -> None:
+    """UsageError for a pooling name no model has (a model may still refuse one it lacks, e.g. cls)."""
+    if pool not in POOLS:
+        raise UsageError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
 
 
 def check_attn(impl: str) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vivitcli.errors import UsageError
-from vivitcli.models.base import VideoModel
+from vivitcli.models.base import VideoModel, check_pool
 from vivitcli.models.config import ModelConfig
 from vivitcli.models.layers import TubeletEmbed, interpolate_pos_table, sinusoid_table
 
@@ -63,10 +63,9 @@ class VideoMAE(VideoModel):
         """default: what the classifier reads — fc_norm(token mean) when the checkpoint has fc_norm, the
         token mean for mean-pooling or head-less checkpoints, else the first token of the final LayerNorm.
         mean: the token mean (through fc_norm when there is one)."""
+        check_pool(pool)
         if pool == "cls":
             raise UsageError(f"{self.name}: VideoMAE has no CLS token; use pool 'default' or 'mean'")
-        if pool not in ("default", "mean"):
-            raise UsageError(f"pool must be one of default, mean, cls, got {pool!r}")
         if pool == "default" and not self.cfg.use_mean_pooling and self.head is not None:
             return x[:, 0]
         pooled = x.mean(dim=1)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vivitcli.errors import UsageError
-from vivitcli.models.base import VideoModel
+from vivitcli.models.base import VideoModel, check_pool
 from vivitcli.models.config import ModelConfig
 from vivitcli.models.layers import TubeletEmbed, interpolate_pos_table
 
@@ -54,8 +53,7 @@ class ViViT(VideoModel):
 
     def pool(self, x: torch.Tensor, pool: str = "default") -> torch.Tensor:
         """default / cls: the final-LayerNorm CLS token (what the classifier reads); mean: mean of patch tokens."""
+        check_pool(pool)
         if pool == "mean":
             return x[:, 1:].mean(dim=1)
-        if pool in ("default", "cls"):
-            return x[:, 0]
-        raise UsageError(f"pool must be one of default, mean, cls, got {pool!r}")
+        return x[:, 0]  # default, cls

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from vivitcli.errors import CheckpointError, UsageError
-from vivitcli.models.base import VideoModel
+from vivitcli.models.base import VideoModel, check_pool
 from vivitcli.models.config import ModelConfig
 from vivitcli.models.layers import Block, TubeletEmbed, interpolate_pos_table
 
@@ -180,6 +180,7 @@ class ViViTFE(VideoModel):
     def pool(self, x: torch.Tensor, pool: str = "default") -> torch.Tensor:
         """default: the vector the classifier reads (final temporal CLS token, or the temporal token mean for
         "gap"); cls: the temporal CLS token; mean: the mean of the time-slot tokens."""
+        check_pool(pool)
         if pool == "default":
             pool = "cls" if self._token else "mean"
         if pool == "mean":
@@ -188,7 +189,6 @@ class ViViTFE(VideoModel):
             if not self._token:
                 raise UsageError(f"{self.name}: a 'gap' factorised encoder has no CLS token; use pool mean")
             return x[:, 0]
-        raise UsageError(f"pool must be one of default, mean, cls, got {pool!r}")
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", temporal_layers={self.temporal.num_layers}, "

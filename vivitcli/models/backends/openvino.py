@@ -163,18 +163,15 @@ class OpenVINOModel:
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, T, C, H, W) → logits (B, num_labels), float32."""
         m = self.torch_model
-        if m.head is None:
-            raise UsageError(f"{m.name}: this checkpoint has no classification head "
-                             f"(a base or pre-training checkpoint); use it for embeddings")
+        m.check_head()
         with torch.no_grad():
             return m.head(m.pool(self.forward_features(pixel_values), "default"))
 
     def embed(self, pixel_values: torch.Tensor, pool: str = "default") -> torch.Tensor:
         """(B, T, C, H, W) → (B, D) float32; pool as VideoModel.embed."""
-        from vivitcli.models.base import POOLS
+        from vivitcli.models.base import check_pool
 
-        if pool not in POOLS:
-            raise UsageError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        check_pool(pool)
         with torch.no_grad():
             return self.torch_model.pool(self.forward_features(pixel_values), pool)
 
