@@ -63,7 +63,15 @@ def _skip_map(skip) -> tuple[dict[str, int], set[str]]:
 
 
 class _WindowsMixin:
-    """run() over windows instead of whole files, for a Job subclass (classify or embed)."""
+    """run() over windows instead of whole files, for a Job subclass (classify or embed): listed before the job
+    class, so its __init__ and task_settings wrap the job's."""
+
+    def __init__(self, inputs, model=None, *, window: float | None = None, stride: float | None = None, **kwargs):
+        super().__init__(inputs, model, **kwargs)
+        self._init_windows(window, stride)
+
+    def task_settings(self) -> dict:
+        return {**super().task_settings(), **self.window_settings()}
 
     def _init_windows(self, window: float | None, stride: float | None) -> None:
         for name, value in (("window", window), ("stride", stride)):
@@ -206,13 +214,6 @@ class TimelineJob(_WindowsMixin, ClassifyJob):
 
     task = "timeline"
 
-    def __init__(self, inputs, model=None, *, window: float | None = None, stride: float | None = None, **kwargs):
-        super().__init__(inputs, model, **kwargs)
-        self._init_windows(window, stride)
-
-    def task_settings(self) -> dict:
-        return {**super().task_settings(), **self.window_settings()}
-
     def window_record(self, path, w, row, plan) -> WindowRecord:
         labels, heads = labels_from_logits(row, self.names, self.top_k, self.splits, self.head_labels)
         return WindowRecord(path=path, window=w.index, start=round(w.start, 6), end=round(w.end, 6), labels=labels,
@@ -228,13 +229,6 @@ class EmbedWindowsJob(_WindowsMixin, EmbedJob):
     """One embedding per window of every input (vivit embed --window)."""
 
     task = "embed"
-
-    def __init__(self, inputs, model=None, *, window: float | None = None, stride: float | None = None, **kwargs):
-        super().__init__(inputs, model, **kwargs)
-        self._init_windows(window, stride)
-
-    def task_settings(self) -> dict:
-        return {**super().task_settings(), **self.window_settings()}
 
     def window_record(self, path, w, row, plan) -> WindowEmbedRecord:
         return WindowEmbedRecord(path=path, window=w.index, start=round(w.start, 6), end=round(w.end, 6),

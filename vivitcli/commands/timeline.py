@@ -176,26 +176,11 @@ def _check(opts: Options, paths: list[str]) -> None:
         if existing and not (opts.force or opts.resume):
             raise UsageError(f"{option} {existing[0]}: the file exists", "add --force to replace it")
     inputs = {os.path.abspath(p) for p in paths}
-    for option, value in (("--out", opts.out), ("--segments", opts.segments), ("--srt", opts.srt),
-                          ("--vtt", opts.vtt), ("--html", opts.html)):
+    # (--out is checked by output.check_output, with every other output rule.)
+    for option, value in (("--segments", opts.segments), ("--srt", opts.srt), ("--vtt", opts.vtt),
+                          ("--html", opts.html)):
         if value is not None and any(os.path.abspath(_target(value, p)) in inputs for p in paths):
             raise UsageError(f"{option} {value}: that is one of the input videos", "pick another file name")
-
-
-def _previous_check(previous: list[dict], job) -> None:
-    """Refuse to resume windows laid out with another --window/--stride/--start (their starts differ)."""
-    from vivitcli.errors import UsageError
-
-    lo = job.sampling.start or 0.0
-    for rec in previous:
-        if rec.get("error") or rec.get("window") is None:
-            continue
-        k = int(rec["window"])
-        want = round(lo + k * job.stride, 6)
-        if abs(float(rec["start"]) - want) > 1e-5 or float(rec["end"]) - float(rec["start"]) > job.window + 1e-5:
-            raise UsageError(f"cannot resume: window {k} of {rec['path']} starts at {rec['start']}s, "
-                             f"not {want}s with these --window/--stride/--start",
-                             "use the same options, or start over without --resume")
 
 
 class TimelineHooks:
@@ -221,8 +206,7 @@ class TimelineHooks:
         return self.windows.resume_note(paths, todo, sink)
 
     def start(self, job, sink) -> None:
-        if self.opts.resume:
-            _previous_check(sink.previous, job)
+        # A resume with another --window/--stride/--start is refused by the output's settings check.
         self.min_segment = job.window if self.opts.min_segment is None else self.opts.min_segment
         for rec in sink.previous:
             self.record(rec)
