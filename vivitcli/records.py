@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _plain(value):
+def plain(value):
     """numpy arrays / scalars -> lists / Python numbers; nested lists kept."""
     if value is None:
         return None
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -49,7 +49,7 @@ class FrameFields:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def frame_dict(self) -> dict:
-        return {"frame_indices": _plain(self.frame_indices), "timestamps": _plain(self.timestamps),
+        return {"frame_indices": plain(self.frame_indices), "timestamps": plain(self.timestamps),
                 "approximate": self.approximate}
 
 

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from vivitcli.records import RECORD_KEYS
+from vivitcli.records import RECORD_KEYS, plain as tolist  # one numpy -> list converter
 
 KINDS = tuple(RECORD_KEYS)
 
@@ -93,15 +93,6 @@ def trim(x, digits: int) -> float | None:
     if not math.isfinite(x):
         return None
     return float(f"{x:.{digits}g}")
-
-
-def tolist(value):
-    """numpy arrays and nested sequences -> plain lists."""
-    if value is None:
-        return None
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return [tolist(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else v for v in value]
 
 
 def _round_nested(value, ndigits: int):
