@@ -109,20 +109,15 @@ def records_source(job, cluster: dict | None):
 
     from vivitcli.distributed import ray as on_ray
 
-    on_ray.require_ray()
-    on_ray.quiet_ray_logs()
+    on_ray.require_ray()  # a missing extra is one line before the model loads
     address = cluster.pop("address")
 
     def distributed(skip):
         done = {os.path.normpath(p) for p in skip}
         todo = [p for p in job.paths if os.path.normpath(p) not in done]
-        started = on_ray.connect(address)
-        try:
+        with on_ray.session(address):
             for record in on_ray.run_on_ray(job, todo, **cluster):
                 yield record, None
-        finally:
-            if started:
-                on_ray.require_ray().shutdown()
     return distributed
 
 
@@ -253,16 +248,11 @@ def run_to_dataset(job, folder: str, cluster: dict, *, quiet: bool) -> None:
     from vivitcli.distributed import ray as on_ray
 
     on_ray.require_ray()
-    on_ray.quiet_ray_logs()
     cluster = dict(cluster)
     address = cluster.pop("address")
     job.load()
-    started = on_ray.connect(address)
-    try:
+    with on_ray.session(address):
         failed = on_ray.write_dataset(job, job.paths, folder, **cluster)
-    finally:
-        if started:
-            on_ray.require_ray().shutdown()
     for path, error in failed:
         print(f"error: {printable(path)}: {error}", file=sys.stderr)
     line = summary(len(job.paths), len(job.paths), len(failed), interrupted=False, out=None)

@@ -19,6 +19,7 @@ yields records in input order, so a Ray run writes the same outputs as a local o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -234,6 +235,18 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
         raise UsageError(f"--ray {address}: cannot connect ({text})",
                          "start the cluster (ray start --head), or use --ray local") from None
     return True
+
+
+@contextlib.contextmanager
+def session(address: str | None):
+    """Ray for the duration of a block (see connect); stopped at the end only if this block started it."""
+    quiet_ray_logs()
+    started = connect(address)
+    try:
+        yield require_ray()
+    finally:
+        if started:
+            require_ray().shutdown()
 
 
 def build_dataset(job, paths: list[str], *, concurrency: int = 1, decoders: int | None = None,
