@@ -90,9 +90,14 @@ def optimizer_step(model, opt, sched, loss) -> None:
     sched.step()
 
 
-def save_checkpoint(model, out: Path, preprocessor_config: dict) -> None:
-    """The Hugging Face layout vivitcli loads: save_pretrained's files plus preprocessor_config.json."""
+def save_checkpoint(model, out: Path, preprocessor_config: dict, dtype=None) -> None:
+    """The Hugging Face layout vivitcli loads: save_pretrained's files plus preprocessor_config.json; `dtype`
+    (a torch dtype name, e.g. "float16") stores the weights in it (the loaders compute in the dtype the user asks for)."""
+    import torch
+
     model.eval()
+    if dtype is not None:
+        model.to(getattr(torch, dtype))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config, indent=2) + "\n")
