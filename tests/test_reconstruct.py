@@ -142,6 +142,7 @@ def test_demo_readme_command_works_offline(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     side = json.loads((tmp_path / "r.png.json").read_text())
     assert side["model"] == "demo-mae" and side["uses_target_stats"] is False and side["hidden_tokens"] == 4 * 57
+    assert side["dtype"] in ("float32", "bfloat16")  # what --dtype auto gave on this machine
 
 
 def _random_demo_shape(tmp_path):

@@ -48,6 +48,7 @@ class Reconstruction:
     seed: int
     norm_pix_loss: bool
     uses_target_stats: bool
+    dtype: str                       # what the model computed in ("float32", ...): the loss depends on it
     clip: dict = field(default_factory=dict)
 
     def caption(self) -> list[str]:
@@ -64,7 +65,8 @@ class Reconstruction:
             "video": self.video, "model": self.model, "loss": self.loss, "mask_ratio": self.mask_ratio,
             "masking": self.masking, "seed": self.seed, "tokens": int(self.mask.size),
             "hidden_tokens": int(self.mask.sum()), "grid": list(self.grid), "norm_pix_loss": self.norm_pix_loss,
-            "uses_target_stats": self.uses_target_stats, "panels": list(PANELS), "clip": self.clip,
+            "uses_target_stats": self.uses_target_stats, "dtype": self.dtype, "panels": list(PANELS),
+            "clip": self.clip,
         }
 
 
@@ -86,7 +88,8 @@ def reconstruct(video, model, *, mask_ratio: float = 0.9, seed: int = 0, masking
         video=str(video), model=model.name, views={k: v[0] for k, v in views.items()}, mask=mask[0].numpy(),
         grid=tuple(model.cfg.grid), loss=float(loss), mask_ratio=float(mask_ratio), masking=masking,
         seed=int(seed), norm_pix_loss=model.norm_pix_loss, uses_target_stats=model.norm_pix_loss,
-        clip=info.to_dict() if hasattr(info, "to_dict") else {})
+        clip=info.to_dict() if hasattr(info, "to_dict") else {},
+        dtype=str(model.dtype).removeprefix("torch."))
 
 
 # ---- the way back to pixels -----------------------------------------------------------------------------
