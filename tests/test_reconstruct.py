@@ -132,6 +132,7 @@ def test_demo_checkpoint_is_small_hf_layout_with_its_decoder_and_matches_the_scr
     assert size <= 3 * 1024 * 1024
     with safe_open(str(DEMO_DIR / "model.safetensors"), "pt") as f:
         assert "decoder.head.weight" in set(f.keys())
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {f"torch.{train.STORAGE_DTYPE}"}
 
 
 def test_demo_readme_command_works_offline(tmp_path, monkeypatch):

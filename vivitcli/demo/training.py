@@ -90,9 +90,10 @@ def optimizer_step(model, opt, sched, loss) -> None:
     sched.step()
 
 
-def save_checkpoint(model, out: Path, preprocessor_config: dict, dtype=None) -> None:
-    """The Hugging Face layout vivitcli loads: save_pretrained's files plus preprocessor_config.json; `dtype`
-    (a torch dtype name, e.g. "float16") stores the weights in it (the loaders compute in the dtype the user asks for)."""
+def save_checkpoint(model, out: Path, preprocessor_config: dict, dtype: str | None = None) -> None:
+    """The Hugging Face layout vivitcli loads: save_pretrained's files plus preprocessor_config.json. `dtype`
+    (a torch dtype name, e.g. "float16") stores the weights in it: the loaders compute in the dtype the user
+    asks for."""
     import torch
 
     model.eval()
