@@ -76,6 +76,7 @@ def reconstruct(video, model, *, mask_ratio: float = 0.9, seed: int = 0, masking
     model: a pre-training model (load_model(..., task="pretraining")). Raises VideoError for an unreadable
     video, UsageError for a bad mask ratio/masking or a model without a decoder."""
     from vivitcli.masking import make_mask
+    from vivitcli.models.device import canonical_dtype
 
     if not hasattr(model, "decoder_head"):
         raise UsageError(f"{model.name}: not a pre-training model; load it with task='pretraining'")
@@ -89,7 +90,7 @@ def reconstruct(video, model, *, mask_ratio: float = 0.9, seed: int = 0, masking
         grid=tuple(model.cfg.grid), loss=float(loss), mask_ratio=float(mask_ratio), masking=masking,
         seed=int(seed), norm_pix_loss=model.norm_pix_loss, uses_target_stats=model.norm_pix_loss,
         clip=info.to_dict() if hasattr(info, "to_dict") else {},
-        dtype=str(model.dtype).removeprefix("torch."))
+        dtype=canonical_dtype(model.dtype, allow_auto=False))
 
 
 # ---- the way back to pixels -----------------------------------------------------------------------------
